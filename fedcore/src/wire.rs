@@ -1,0 +1,751 @@
+//! The wire format: postcard frames with a length prefix and a CRC-32.
+//!
+//! A frame is `len ‖ body ‖ crc`:
+//!
+//! - `len`: the body's length in bytes as a postcard varint (LEB128 `u32`);
+//! - `body`: a postcard-encoded [`Header`] followed by the kind's payload;
+//! - `crc`: CRC-32 (ISO-HDLC, the zlib and Ethernet polynomial) of `len ‖
+//!   body`, four bytes little-endian.
+//!
+//! | kind | payload |
+//! |---|---|
+//! | [`FrameKind::Train`] | local epochs (`u16`), then the parameters |
+//! | [`FrameKind::Evaluate`] | the parameters |
+//! | [`FrameKind::Update`] | training rows (`u32`), then the parameters |
+//! | [`FrameKind::Metrics`] | a [`Metrics`] record |
+//! | [`FrameKind::StatsRequest`] | nothing |
+//! | [`FrameKind::FeatureStats`] | [`FeatureStats`]: count, sum and sum of squares per feature |
+//! | [`FrameKind::Standardize`] | [`Standardization`]: mean and scale per feature |
+//!
+//! Parameters are `COUNT` little-endian `f32` in the wire order of
+//! [`Layers::tensors`](crate::Layers::tensors). Decoding checks, in order,
+//! the length, the CRC, the version, the model fingerprint, the kind, the
+//! payload's length and the finiteness of every float, and returns a typed
+//! [`DecodeError`] on the first failure. Past a successful decode the
+//! fixed-size math cannot fail. No input makes encoding or decoding panic.
+
+use core::fmt;
+
+use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
+use serde::ser::{SerializeTuple, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::params::{Fingerprint, Params};
+use crate::train::Metrics;
+
+/// The format version written into every frame and the only one accepted.
+pub const VERSION: u8 = 1;
+
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+const CRC_LEN: usize = 4;
+const MAX_PREFIX_LEN: usize = 5;
+const MAX_HEADER_LEN: usize = 1 + 1 + 3 * 3 + 5 + 5;
+
+/// What a frame carries. The postcard encoding is the variant's position,
+/// starting at 0 for `Train`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FrameKind {
+    /// Server to site: train the given global model for some epochs.
+    Train,
+    /// Server to site: evaluate the given model on the test rows.
+    Evaluate,
+    /// Site to server: parameters after local training, with the row count.
+    Update,
+    /// Site to server: evaluation results.
+    Metrics,
+    /// Server to site: send per-feature statistics of the training rows.
+    StatsRequest,
+    /// Site to server: per-feature statistics of the training rows.
+    FeatureStats,
+    /// Server to site: the federation's mean and scale per feature.
+    Standardize,
+}
+
+impl fmt::Display for FrameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Self::Train => "train",
+            Self::Evaluate => "evaluate",
+            Self::Update => "update",
+            Self::Metrics => "metrics",
+            Self::StatsRequest => "stats-request",
+            Self::FeatureStats => "feature-stats",
+            Self::Standardize => "standardize",
+        };
+        f.write_str(name)
+    }
+}
+
+/// The fields every frame starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// Format version, [`VERSION`].
+    pub version: u8,
+    /// What the payload is.
+    pub kind: FrameKind,
+    /// The layer widths of the model the frame belongs to.
+    pub fingerprint: Fingerprint,
+    /// Federated round, counted from 1; 0 outside a round.
+    pub round: u32,
+    /// The site that sends or receives the frame.
+    pub client: u32,
+}
+
+impl Header {
+    /// A header of the current version for the `INPUTS → HIDDEN1 → HIDDEN2
+    /// → 1` model.
+    pub const fn new<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>(
+        kind: FrameKind,
+        round: u32,
+        client: u32,
+    ) -> Self {
+        Self {
+            version: VERSION,
+            kind,
+            fingerprint: Fingerprint::of::<INPUTS, HIDDEN1, HIDDEN2>(),
+            round,
+            client,
+        }
+    }
+}
+
+/// Per-feature statistics of one site's training rows, over the values
+/// that are present (missing values are not counted).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FeatureStats<const INPUTS: usize> {
+    /// Values present per feature.
+    pub count: [u32; INPUTS],
+    /// Sum of the present values.
+    pub sum: [f64; INPUTS],
+    /// Sum of the squares of the present values.
+    pub sum_squares: [f64; INPUTS],
+}
+
+impl<const INPUTS: usize> Default for FeatureStats<INPUTS> {
+    fn default() -> Self {
+        Self {
+            count: [0; INPUTS],
+            sum: [0.0; INPUTS],
+            sum_squares: [0.0; INPUTS],
+        }
+    }
+}
+
+/// The federation's standardisation: `z = (x − mean) / scale` per feature.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Standardization<const INPUTS: usize> {
+    /// Mean of each feature over all sites' training rows.
+    pub mean: [f64; INPUTS],
+    /// Standard deviation of each feature, or 1 for a constant feature.
+    pub scale: [f64; INPUTS],
+}
+
+/// A frame decoded by [`decode`]. Frames with parameters wrote them into
+/// the buffer passed to `decode`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Frame<const INPUTS: usize> {
+    /// Train the parameters for `epochs` local epochs.
+    Train {
+        /// Common fields.
+        header: Header,
+        /// Local epochs to train.
+        epochs: u16,
+    },
+    /// Evaluate the parameters.
+    Evaluate {
+        /// Common fields.
+        header: Header,
+    },
+    /// Parameters trained on `rows` rows.
+    Update {
+        /// Common fields.
+        header: Header,
+        /// Training rows behind the update.
+        rows: u32,
+    },
+    /// Evaluation results.
+    Metrics {
+        /// Common fields.
+        header: Header,
+        /// The results.
+        metrics: Metrics,
+    },
+    /// A request for feature statistics.
+    StatsRequest {
+        /// Common fields.
+        header: Header,
+    },
+    /// Feature statistics.
+    FeatureStats {
+        /// Common fields.
+        header: Header,
+        /// The statistics.
+        stats: FeatureStats<INPUTS>,
+    },
+    /// The standardisation to apply.
+    Standardize {
+        /// Common fields.
+        header: Header,
+        /// Mean and scale per feature.
+        standardization: Standardization<INPUTS>,
+    },
+}
+
+impl<const INPUTS: usize> Frame<INPUTS> {
+    /// The frame's header.
+    pub fn header(&self) -> &Header {
+        match self {
+            Self::Train { header, .. }
+            | Self::Evaluate { header }
+            | Self::Update { header, .. }
+            | Self::Metrics { header, .. }
+            | Self::StatsRequest { header }
+            | Self::FeatureStats { header, .. }
+            | Self::Standardize { header, .. } => header,
+        }
+    }
+}
+
+/// Why a frame could not be encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The output buffer is too small.
+    BufferTooSmall {
+        /// Bytes the buffer holds.
+        available: usize,
+    },
+    /// The payload contains NaN or an infinity, which no receiver accepts.
+    NonFinite {
+        /// Index of the first such value, in wire order.
+        index: usize,
+    },
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::BufferTooSmall { available } => write!(
+                f,
+                "frame does not fit the {available}-byte buffer; size it with wire::frame_capacity"
+            ),
+            Self::NonFinite { index } => write!(
+                f,
+                "value {index} of the payload is NaN or infinite; such a frame would be rejected, so it is not encoded"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for EncodeError {}
+
+/// Why a frame was rejected. Every variant is reachable from bytes that
+/// arrive from outside; none of them panics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The frame ends before its length prefix, body or checksum does.
+    Truncated {
+        /// Bytes the frame needs, as far as its prefix tells.
+        needed: usize,
+        /// Bytes received.
+        available: usize,
+    },
+    /// Bytes follow the checksum.
+    TrailingBytes {
+        /// How many.
+        extra: usize,
+    },
+    /// The CRC-32 does not match: the frame was corrupted.
+    Checksum {
+        /// The checksum stored in the frame.
+        stored: u32,
+        /// The checksum of the bytes received.
+        computed: u32,
+    },
+    /// The frame has a format version this build does not read.
+    UnsupportedVersion {
+        /// Version in the frame.
+        found: u8,
+    },
+    /// The frame is for a model of other layer widths.
+    ModelMismatch {
+        /// This model's widths.
+        expected: Fingerprint,
+        /// The frame's widths.
+        found: Fingerprint,
+    },
+    /// The frame is of another kind than the receiver requires.
+    UnexpectedKind {
+        /// The kind required.
+        expected: FrameKind,
+        /// The kind received.
+        found: FrameKind,
+    },
+    /// The checksum matched but the body does not parse: a sender bug.
+    Malformed,
+    /// A float in the payload is NaN or infinite.
+    NonFinite {
+        /// Index of the first such value, in wire order within the payload.
+        index: usize,
+    },
+    /// An update claims zero training rows.
+    NoRows,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Truncated { needed, available } => write!(
+                f,
+                "frame truncated: it needs {needed} bytes but {available} arrived; resend the whole frame"
+            ),
+            Self::TrailingBytes { extra } => write!(
+                f,
+                "{extra} unexpected bytes follow the frame's checksum; send one frame per message"
+            ),
+            Self::Checksum { stored, computed } => write!(
+                f,
+                "frame corrupted: stored CRC-32 {stored:#010x} but the bytes give {computed:#010x}; resend it"
+            ),
+            Self::UnsupportedVersion { found } => write!(
+                f,
+                "frame format version {found} is not supported (this build reads version {VERSION}); run the same fedcore version on both ends"
+            ),
+            Self::ModelMismatch { expected, found } => write!(
+                f,
+                "frame is for a {found} model but this model is {expected}; configure both ends with the same layer widths and features"
+            ),
+            Self::UnexpectedKind { expected, found } => write!(
+                f,
+                "received a {found} frame where a {expected} frame was required"
+            ),
+            Self::Malformed => f.write_str(
+                "frame body does not parse although its checksum matches; the sender encodes frames wrongly",
+            ),
+            Self::NonFinite { index } => write!(
+                f,
+                "value {index} of the payload is NaN or infinite; the sender's training diverged"
+            ),
+            Self::NoRows => f.write_str("update claims 0 training rows; a site must train on at least one row"),
+        }
+    }
+}
+
+impl core::error::Error for DecodeError {}
+
+/// Returns a buffer size that fits every frame of the `INPUTS → HIDDEN1 →
+/// HIDDEN2 → 1` model.
+pub const fn frame_capacity<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>(
+) -> usize {
+    let params = Params::<INPUTS, HIDDEN1, HIDDEN2>::COUNT * 4 + 5;
+    let stats = INPUTS * (5 + 8 + 8);
+    let metrics = 5 * 5 + 8;
+    let mut payload = params;
+    if stats > payload {
+        payload = stats;
+    }
+    if metrics > payload {
+        payload = metrics;
+    }
+    MAX_PREFIX_LEN + MAX_HEADER_LEN + payload + CRC_LEN
+}
+
+// ---------------------------------------------------------------------------
+// Encoding
+
+struct ParamsRef<'a, const I: usize, const H1: usize, const H2: usize>(&'a Params<I, H1, H2>);
+
+impl<const I: usize, const H1: usize, const H2: usize> Serialize for ParamsRef<'_, I, H1, H2> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut tuple = serializer.serialize_tuple(Params::<I, H1, H2>::COUNT)?;
+        for value in self.0.iter() {
+            tuple.serialize_element(value)?;
+        }
+        tuple.end()
+    }
+}
+
+struct ArrayRef<'a, T>(&'a [T]);
+
+impl<T: Serialize> Serialize for ArrayRef<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut tuple = serializer.serialize_tuple(self.0.len())?;
+        for value in self.0 {
+            tuple.serialize_element(value)?;
+        }
+        tuple.end()
+    }
+}
+
+/// Writes a frame into `out` and returns its length: postcard writes the
+/// body after room for the longest prefix, and the body then moves down
+/// next to the actual prefix.
+fn encode_with(
+    out: &mut [u8],
+    header: &Header,
+    write_payload: impl FnOnce(&mut [u8]) -> postcard::Result<usize>,
+) -> Result<usize, EncodeError> {
+    let available = out.len();
+    let too_small = EncodeError::BufferTooSmall { available };
+    let body_area = out.get_mut(MAX_PREFIX_LEN..).ok_or(too_small)?;
+    let header_len = postcard::to_slice(header, body_area)
+        .map_err(|_| too_small)?
+        .len();
+    let payload_area = body_area.get_mut(header_len..).ok_or(too_small)?;
+    let payload_len = write_payload(payload_area).map_err(|_| too_small)?;
+    let body_len = header_len + payload_len;
+
+    let mut prefix = [0u8; MAX_PREFIX_LEN];
+    // A body is far smaller than 4 GiB, so its length fits the u32 varint.
+    let prefix_len = postcard::to_slice(&(body_len as u32), &mut prefix)
+        .map_err(|_| too_small)?
+        .len();
+    out.copy_within(MAX_PREFIX_LEN..MAX_PREFIX_LEN + body_len, prefix_len);
+    out[..prefix_len].copy_from_slice(&prefix[..prefix_len]);
+
+    let crc_at = prefix_len + body_len;
+    let crc = CRC.checksum(&out[..crc_at]);
+    out.get_mut(crc_at..crc_at + CRC_LEN)
+        .ok_or(too_small)?
+        .copy_from_slice(&crc.to_le_bytes());
+    Ok(crc_at + CRC_LEN)
+}
+
+fn check_finite(values: impl Iterator<Item = f64>) -> Result<(), usize> {
+    match values.enumerate().find(|(_, value)| !value.is_finite()) {
+        Some((index, _)) => Err(index),
+        None => Ok(()),
+    }
+}
+
+fn encode_params<const I: usize, const H1: usize, const H2: usize>(
+    out: &mut [u8],
+    header: &Header,
+    leading: Option<u32>,
+    params: &Params<I, H1, H2>,
+) -> Result<usize, EncodeError> {
+    if let Some(index) = params.first_non_finite() {
+        return Err(EncodeError::NonFinite { index });
+    }
+    encode_with(out, header, |area| {
+        let mut used = 0;
+        if let Some(value) = leading {
+            used = postcard::to_slice(&value, area)?.len();
+        }
+        let rest = area
+            .get_mut(used..)
+            .ok_or(postcard::Error::SerializeBufferFull)?;
+        Ok(used + postcard::to_slice(&ParamsRef(params), rest)?.len())
+    })
+}
+
+/// Encodes a request to train `params` for `epochs` local epochs.
+pub fn encode_train<const I: usize, const H1: usize, const H2: usize>(
+    out: &mut [u8],
+    round: u32,
+    client: u32,
+    epochs: u16,
+    params: &Params<I, H1, H2>,
+) -> Result<usize, EncodeError> {
+    let header = Header::new::<I, H1, H2>(FrameKind::Train, round, client);
+    encode_params(out, &header, Some(u32::from(epochs)), params)
+}
+
+/// Encodes a request to evaluate `params` on the site's test rows.
+pub fn encode_evaluate<const I: usize, const H1: usize, const H2: usize>(
+    out: &mut [u8],
+    round: u32,
+    client: u32,
+    params: &Params<I, H1, H2>,
+) -> Result<usize, EncodeError> {
+    let header = Header::new::<I, H1, H2>(FrameKind::Evaluate, round, client);
+    encode_params(out, &header, None, params)
+}
+
+/// Encodes a site's update: `params` trained on `rows` training rows.
+pub fn encode_update<const I: usize, const H1: usize, const H2: usize>(
+    out: &mut [u8],
+    round: u32,
+    client: u32,
+    rows: u32,
+    params: &Params<I, H1, H2>,
+) -> Result<usize, EncodeError> {
+    let header = Header::new::<I, H1, H2>(FrameKind::Update, round, client);
+    encode_params(out, &header, Some(rows), params)
+}
+
+/// Encodes evaluation results.
+pub fn encode_metrics<const I: usize, const H1: usize, const H2: usize>(
+    out: &mut [u8],
+    round: u32,
+    client: u32,
+    metrics: &Metrics,
+) -> Result<usize, EncodeError> {
+    if !metrics.loss_sum.is_finite() {
+        return Err(EncodeError::NonFinite { index: 0 });
+    }
+    let header = Header::new::<I, H1, H2>(FrameKind::Metrics, round, client);
+    encode_with(out, &header, |area| {
+        Ok(postcard::to_slice(metrics, area)?.len())
+    })
+}
+
+/// Encodes a request for feature statistics.
+pub fn encode_stats_request<const I: usize, const H1: usize, const H2: usize>(
+    out: &mut [u8],
+    client: u32,
+) -> Result<usize, EncodeError> {
+    let header = Header::new::<I, H1, H2>(FrameKind::StatsRequest, 0, client);
+    encode_with(out, &header, |_| Ok(0))
+}
+
+/// Encodes a site's feature statistics.
+pub fn encode_feature_stats<const I: usize, const H1: usize, const H2: usize>(
+    out: &mut [u8],
+    client: u32,
+    stats: &FeatureStats<I>,
+) -> Result<usize, EncodeError> {
+    let floats = stats.sum.iter().chain(&stats.sum_squares).copied();
+    check_finite(floats).map_err(|index| EncodeError::NonFinite { index })?;
+    let header = Header::new::<I, H1, H2>(FrameKind::FeatureStats, 0, client);
+    encode_with(out, &header, |area| {
+        let mut used = postcard::to_slice(&ArrayRef(&stats.count), area)?.len();
+        for floats in [&stats.sum, &stats.sum_squares] {
+            let rest = area
+                .get_mut(used..)
+                .ok_or(postcard::Error::SerializeBufferFull)?;
+            used += postcard::to_slice(&ArrayRef(floats), rest)?.len();
+        }
+        Ok(used)
+    })
+}
+
+/// Encodes the standardisation every site applies to its rows.
+pub fn encode_standardize<const I: usize, const H1: usize, const H2: usize>(
+    out: &mut [u8],
+    client: u32,
+    standardization: &Standardization<I>,
+) -> Result<usize, EncodeError> {
+    let floats = standardization
+        .mean
+        .iter()
+        .chain(&standardization.scale)
+        .copied();
+    check_finite(floats).map_err(|index| EncodeError::NonFinite { index })?;
+    let header = Header::new::<I, H1, H2>(FrameKind::Standardize, 0, client);
+    encode_with(out, &header, |area| {
+        let mut used = postcard::to_slice(&ArrayRef(&standardization.mean), area)?.len();
+        let rest = area
+            .get_mut(used..)
+            .ok_or(postcard::Error::SerializeBufferFull)?;
+        used += postcard::to_slice(&ArrayRef(&standardization.scale), rest)?.len();
+        Ok(used)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Decoding
+
+struct FillSeed<'a, T>(&'a mut [T]);
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for FillSeed<'_, T> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        let len = self.0.len();
+        deserializer.deserialize_tuple(len, self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for FillSeed<'_, T> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} values", self.0.len())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let len = self.0.len();
+        for (index, slot) in self.0.iter_mut().enumerate() {
+            *slot = seq.next_element()?.ok_or_else(|| {
+                A::Error::invalid_length(index, &"as many values as the model has")
+            })?;
+        }
+        debug_assert_eq!(len, self.0.len());
+        Ok(())
+    }
+}
+
+/// Checks the length prefix, checksum and version of `frame` and returns
+/// its header and the payload bytes after it.
+fn open(frame: &[u8]) -> Result<(Header, &[u8]), DecodeError> {
+    let available = frame.len();
+    let (body_len, after_prefix) = match postcard::take_from_bytes::<u32>(frame) {
+        Ok(parsed) => parsed,
+        Err(postcard::Error::DeserializeUnexpectedEnd) => {
+            return Err(DecodeError::Truncated {
+                needed: available + 1,
+                available,
+            })
+        }
+        Err(_) => return Err(DecodeError::Malformed),
+    };
+    let prefix_len = available - after_prefix.len();
+    let needed = prefix_len
+        .saturating_add(body_len as usize)
+        .saturating_add(CRC_LEN);
+    if available < needed {
+        return Err(DecodeError::Truncated { needed, available });
+    }
+    if available > needed {
+        return Err(DecodeError::TrailingBytes {
+            extra: available - needed,
+        });
+    }
+
+    let crc_at = needed - CRC_LEN;
+    let mut stored = [0u8; CRC_LEN];
+    stored.copy_from_slice(&frame[crc_at..]);
+    let stored = u32::from_le_bytes(stored);
+    let computed = CRC.checksum(&frame[..crc_at]);
+    if stored != computed {
+        return Err(DecodeError::Checksum { stored, computed });
+    }
+
+    let body = &frame[prefix_len..crc_at];
+    // The version is the body's first byte whatever the rest of the header
+    // looks like, so a newer sender gets the version error, not "malformed".
+    match body.first() {
+        Some(&VERSION) => {}
+        Some(&found) => return Err(DecodeError::UnsupportedVersion { found }),
+        None => return Err(DecodeError::Malformed),
+    }
+    postcard::take_from_bytes::<Header>(body).map_err(|_| DecodeError::Malformed)
+}
+
+/// Reads and checks only the header of `frame`: length, checksum and
+/// version. Use it to route a frame before decoding it.
+pub fn peek_header(frame: &[u8]) -> Result<Header, DecodeError> {
+    open(frame).map(|(header, _)| header)
+}
+
+fn read_params<'p, const I: usize, const H1: usize, const H2: usize>(
+    payload: &'p [u8],
+    params: &mut Params<I, H1, H2>,
+) -> Result<&'p [u8], DecodeError> {
+    let mut deserializer = postcard::Deserializer::from_bytes(payload);
+    for tensor in params.tensors_mut() {
+        FillSeed(tensor)
+            .deserialize(&mut deserializer)
+            .map_err(|_| DecodeError::Malformed)?;
+    }
+    let rest = deserializer
+        .finalize()
+        .map_err(|_| DecodeError::Malformed)?;
+    if let Some(index) = params.first_non_finite() {
+        return Err(DecodeError::NonFinite { index });
+    }
+    Ok(rest)
+}
+
+fn read_array<'p, T: Deserialize<'p>>(
+    payload: &'p [u8],
+    out: &mut [T],
+) -> Result<&'p [u8], DecodeError> {
+    let mut deserializer = postcard::Deserializer::from_bytes(payload);
+    FillSeed(out)
+        .deserialize(&mut deserializer)
+        .map_err(|_| DecodeError::Malformed)?;
+    deserializer.finalize().map_err(|_| DecodeError::Malformed)
+}
+
+fn expect_end(rest: &[u8]) -> Result<(), DecodeError> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(DecodeError::Malformed)
+    }
+}
+
+/// Decodes and checks a frame for the `I → H1 → H2 → 1` model.
+///
+/// Parameters of `Train`, `Evaluate` and `Update` frames are written into
+/// `params`. On an error `params` may hold part of a frame, so decode into
+/// a scratch buffer when the current parameters must survive a bad frame.
+pub fn decode<const I: usize, const H1: usize, const H2: usize>(
+    frame: &[u8],
+    params: &mut Params<I, H1, H2>,
+) -> Result<Frame<I>, DecodeError> {
+    let (header, payload) = open(frame)?;
+    let expected = Fingerprint::of::<I, H1, H2>();
+    if header.fingerprint != expected {
+        return Err(DecodeError::ModelMismatch {
+            expected,
+            found: header.fingerprint,
+        });
+    }
+
+    let frame = match header.kind {
+        FrameKind::Train => {
+            let (epochs, rest) =
+                postcard::take_from_bytes::<u16>(payload).map_err(|_| DecodeError::Malformed)?;
+            expect_end(read_params(rest, params)?)?;
+            Frame::Train { header, epochs }
+        }
+        FrameKind::Evaluate => {
+            expect_end(read_params(payload, params)?)?;
+            Frame::Evaluate { header }
+        }
+        FrameKind::Update => {
+            let (rows, rest) =
+                postcard::take_from_bytes::<u32>(payload).map_err(|_| DecodeError::Malformed)?;
+            expect_end(read_params(rest, params)?)?;
+            if rows == 0 {
+                return Err(DecodeError::NoRows);
+            }
+            Frame::Update { header, rows }
+        }
+        FrameKind::Metrics => {
+            let (metrics, rest) = postcard::take_from_bytes::<Metrics>(payload)
+                .map_err(|_| DecodeError::Malformed)?;
+            expect_end(rest)?;
+            if !metrics.loss_sum.is_finite() {
+                return Err(DecodeError::NonFinite { index: 0 });
+            }
+            Frame::Metrics { header, metrics }
+        }
+        FrameKind::StatsRequest => {
+            expect_end(payload)?;
+            Frame::StatsRequest { header }
+        }
+        FrameKind::FeatureStats => {
+            let mut stats = FeatureStats::<I>::default();
+            let rest = read_array(payload, &mut stats.count)?;
+            let rest = read_array(rest, &mut stats.sum)?;
+            expect_end(read_array(rest, &mut stats.sum_squares)?)?;
+            let floats = stats.sum.iter().chain(&stats.sum_squares).copied();
+            check_finite(floats).map_err(|index| DecodeError::NonFinite { index })?;
+            Frame::FeatureStats { header, stats }
+        }
+        FrameKind::Standardize => {
+            let mut standardization = Standardization {
+                mean: [0.0; I],
+                scale: [1.0; I],
+            };
+            let rest = read_array(payload, &mut standardization.mean)?;
+            expect_end(read_array(rest, &mut standardization.scale)?)?;
+            let floats = standardization
+                .mean
+                .iter()
+                .chain(&standardization.scale)
+                .copied();
+            check_finite(floats).map_err(|index| DecodeError::NonFinite { index })?;
+            Frame::Standardize {
+                header,
+                standardization,
+            }
+        }
+    };
+    Ok(frame)
+}

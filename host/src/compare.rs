@@ -1,0 +1,446 @@
+//! The `compare` job: centralized, federated, isolated and client-dropout
+//! training on the same hospitals, evaluated on the same test rows.
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use fedcore::train::{self, ConfigError, Dataset, Trainer};
+use fedcore::wire::{FeatureStats, Standardization};
+use fedcore::{model, Metrics, Params, TrainConfig};
+
+use crate::data::Source;
+use crate::device::{Device, Hospital};
+use crate::preprocess;
+use crate::server::{Participation, RoundOutcome, Server, SetupError};
+use crate::{HIDDEN1, HIDDEN2};
+
+/// Settings of one comparison. Defaults are those of the Keras workflow
+/// that fedcore reproduces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompareConfig {
+    /// Federated rounds (default 10).
+    pub rounds: u32,
+    /// Local epochs per federated round (default 3).
+    pub local_epochs: u16,
+    /// Epochs of the centralized and isolated baselines (default 30, the
+    /// same total as 10 rounds × 3 local epochs).
+    pub baseline_epochs: u16,
+    /// Rounds of the client-dropout phase (default 5).
+    pub dropout_rounds: u32,
+    /// Local epochs per client-dropout round (default 5).
+    pub dropout_local_epochs: u16,
+    /// Probability that a hospital is offline in a client-dropout round
+    /// (default 0.3).
+    pub offline_probability: f64,
+    /// Model and optimizer settings.
+    pub train: TrainConfig,
+    /// Seed of every random choice in training: initial weights, dropout
+    /// masks, shuffles and offline draws.
+    pub seed: u64,
+}
+
+impl Default for CompareConfig {
+    fn default() -> Self {
+        Self {
+            rounds: 10,
+            local_epochs: 3,
+            baseline_epochs: 30,
+            dropout_rounds: 5,
+            dropout_local_epochs: 5,
+            offline_probability: 0.3,
+            train: TrainConfig::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// Why a comparison could not run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CompareError {
+    /// The training settings are invalid.
+    #[error("invalid training setting: {0}")]
+    Config(#[from] ConfigError),
+    /// The offline probability is outside [0, 1].
+    #[error("offline probability {0} is invalid; use a value from 0 to 1")]
+    OfflineProbability(f64),
+    /// There are no hospitals.
+    #[error("no hospitals to compare; give at least one data file")]
+    NoHospitals,
+    /// The feature count is outside what the model supports.
+    #[error("{0} features are not supported; use 1 to {max}", max = crate::data::MAX_FEATURES)]
+    FeatureCount(usize),
+    /// The federation could not be set up.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// A baseline failed to train.
+    #[error("{0}")]
+    Training(String),
+}
+
+/// Facts about one hospital that the report shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HospitalSummary {
+    /// Display name.
+    pub name: String,
+    /// Training rows.
+    pub train_rows: usize,
+    /// Test rows.
+    pub test_rows: usize,
+    /// Positive test rows.
+    pub test_positives: usize,
+    /// Positive training rows.
+    pub train_positives: usize,
+    /// Missing values imputed, over training and test rows.
+    pub imputed: usize,
+    /// The feature whose training mean here is furthest from the
+    /// federation's, in the federation's standard deviations.
+    pub largest_shift: Option<(usize, f64)>,
+}
+
+/// One round's outcome with the global model's metrics at each hospital
+/// after the round (`None` where evaluation failed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundRecord {
+    /// Which hospitals took part and what became of their updates.
+    pub outcome: RoundOutcome,
+    /// Global-model metrics per hospital.
+    pub metrics: Vec<Option<Metrics>>,
+}
+
+/// Everything a comparison measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// The settings used.
+    pub config: CompareConfig,
+    /// Feature names.
+    pub feature_names: Vec<String>,
+    /// One entry per hospital.
+    pub hospitals: Vec<HospitalSummary>,
+    /// Federated rounds with all hospitals online.
+    pub federated_rounds: Vec<RoundRecord>,
+    /// The centralized model at each hospital's test rows.
+    pub centralized: Vec<Metrics>,
+    /// Each hospital's own model at its test rows.
+    pub isolated: Vec<Option<Metrics>>,
+    /// Rounds of the client-dropout phase.
+    pub dropout_rounds: Vec<RoundRecord>,
+}
+
+impl Comparison {
+    /// The final federated metrics per hospital.
+    pub fn federated(&self) -> Vec<Option<Metrics>> {
+        final_metrics(&self.federated_rounds, self.hospitals.len())
+    }
+
+    /// The final client-dropout metrics per hospital.
+    pub fn dropout(&self) -> Vec<Option<Metrics>> {
+        final_metrics(&self.dropout_rounds, self.hospitals.len())
+    }
+}
+
+fn final_metrics(rounds: &[RoundRecord], hospitals: usize) -> Vec<Option<Metrics>> {
+    rounds
+        .last()
+        .map(|record| record.metrics.clone())
+        .unwrap_or_else(|| vec![None; hospitals])
+}
+
+/// Runs the comparison on `source`. `progress` receives one line per
+/// phase and per round as they finish.
+pub fn run(
+    source: &Source,
+    config: &CompareConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Comparison, CompareError> {
+    config.train.validate()?;
+    if !(0.0..=1.0).contains(&config.offline_probability) {
+        return Err(CompareError::OfflineProbability(config.offline_probability));
+    }
+    if source.hospitals.is_empty() {
+        return Err(CompareError::NoHospitals);
+    }
+    let features = source.feature_count();
+    match input_width(features) {
+        Some(8) => run_with::<8>(source, config, progress),
+        Some(16) => run_with::<16>(source, config, progress),
+        Some(20) => run_with::<20>(source, config, progress),
+        Some(24) => run_with::<24>(source, config, progress),
+        Some(32) => run_with::<32>(source, config, progress),
+        Some(40) => run_with::<40>(source, config, progress),
+        Some(48) => run_with::<48>(source, config, progress),
+        Some(56) => run_with::<56>(source, config, progress),
+        Some(64) => run_with::<64>(source, config, progress),
+        _ => Err(CompareError::FeatureCount(features)),
+    }
+}
+
+/// Model input widths compiled into the host. Each width is its own
+/// monomorphised copy of the training code, so the host keeps a few
+/// rather than all 64.
+pub const INPUT_WIDTHS: [usize; 9] = [8, 16, 20, 24, 32, 40, 48, 56, 64];
+
+/// Returns the model input width for `features` features: the smallest
+/// compiled width that fits them. Inputs past the features are zero
+/// padding, which leaves training exactly as a model of `features` inputs
+/// would do it (see `fedcore::model::glorot_uniform_padded`).
+pub fn input_width(features: usize) -> Option<usize> {
+    if features == 0 {
+        return None;
+    }
+    INPUT_WIDTHS
+        .iter()
+        .copied()
+        .find(|&width| width >= features)
+}
+
+type Model<const INPUTS: usize> = Params<INPUTS, HIDDEN1, HIDDEN2>;
+
+/// Creates the hospitals as devices, each with its own rows.
+fn hospitals<const INPUTS: usize>(
+    source: &Source,
+    config: &CompareConfig,
+) -> Result<Vec<Box<dyn Device>>, CompareError> {
+    let mut devices: Vec<Box<dyn Device>> = Vec::with_capacity(source.hospitals.len());
+    for (index, data) in source.hospitals.iter().enumerate() {
+        let hospital =
+            Hospital::<INPUTS>::new(index as u32 + 1, data.clone(), config.train, config.seed)?;
+        devices.push(Box::new(hospital));
+    }
+    Ok(devices)
+}
+
+/// Creates a server over fresh hospitals and sends them the federation's
+/// standardisation.
+fn federation<const INPUTS: usize>(
+    source: &Source,
+    config: &CompareConfig,
+    initial: &Model<INPUTS>,
+) -> Result<
+    (
+        Server<INPUTS>,
+        Standardization<INPUTS>,
+        Vec<FeatureStats<INPUTS>>,
+    ),
+    CompareError,
+> {
+    let features = source.feature_count();
+    let mut server = Server::new(hospitals::<INPUTS>(source, config)?, features, *initial);
+    let (standardization, stats) = server.standardize()?;
+    Ok((server, standardization, stats))
+}
+
+fn run_with<const INPUTS: usize>(
+    source: &Source,
+    config: &CompareConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Comparison, CompareError> {
+    let initial: Model<INPUTS> = model::glorot_uniform_padded(config.seed, source.feature_count());
+
+    // Federated: all hospitals, every round.
+    let (mut server, standardization, stats) = federation::<INPUTS>(source, config, &initial)?;
+    let names = server.names();
+    let mut federated_rounds = Vec::new();
+    for round in 1..=config.rounds {
+        let online = vec![true; server.len()];
+        let outcome = server.train_round(round, config.local_epochs, &online);
+        let record = evaluate_round(&mut server, outcome);
+        progress(&round_line("federated", config.rounds, &record, &names));
+        federated_rounds.push(record);
+    }
+
+    // Isolated: each hospital trains alone from the same initial model.
+    let (mut server, _, _) = federation::<INPUTS>(source, config, &initial)?;
+    let mut isolated = Vec::with_capacity(server.len());
+    for (index, name) in names.iter().enumerate() {
+        let result = server
+            .train_on(index, 0, config.baseline_epochs, &initial)
+            .and_then(|(_, params)| server.evaluate_on(index, 0, &params));
+        match result {
+            Ok(metrics) => isolated.push(Some(metrics)),
+            Err(error) => {
+                progress(&format!("isolated: {name} failed: {error}"));
+                isolated.push(None);
+            }
+        }
+    }
+    progress(&format!(
+        "isolated: {} hospitals trained {} epochs each",
+        names.len(),
+        config.baseline_epochs
+    ));
+
+    // Centralized: one model on every hospital's training rows pooled.
+    let centralized = centralized::<INPUTS>(source, config, &initial, &standardization)?;
+    progress(&format!(
+        "centralized: trained {} epochs on pooled rows",
+        config.baseline_epochs
+    ));
+
+    // Client dropout: hospitals go offline at random.
+    let (mut server, _, _) = federation::<INPUTS>(source, config, &initial)?;
+    let mut offline_rng = ChaCha8Rng::seed_from_u64(config.seed);
+    offline_rng.set_stream(OFFLINE_STREAM);
+    let mut dropout_rounds = Vec::new();
+    for round in 1..=config.dropout_rounds {
+        let online: Vec<bool> = (0..server.len())
+            .map(|_| uniform(&mut offline_rng) >= config.offline_probability)
+            .collect();
+        let outcome = server.train_round(round, config.dropout_local_epochs, &online);
+        let record = evaluate_round(&mut server, outcome);
+        progress(&round_line(
+            "client dropout",
+            config.dropout_rounds,
+            &record,
+            &names,
+        ));
+        dropout_rounds.push(record);
+    }
+
+    let hospitals = summaries(source, &standardization, &stats);
+    Ok(Comparison {
+        config: config.clone(),
+        feature_names: source.feature_names.clone(),
+        hospitals,
+        federated_rounds,
+        centralized,
+        isolated,
+        dropout_rounds,
+    })
+}
+
+/// Stream of the offline draws, apart from every fedcore stream.
+const OFFLINE_STREAM: u64 = 0x0ff1_1e00_0000_0000;
+
+fn uniform(rng: &mut ChaCha8Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+fn evaluate_round<const INPUTS: usize>(
+    server: &mut Server<INPUTS>,
+    outcome: RoundOutcome,
+) -> RoundRecord {
+    let metrics = server
+        .evaluate_all(outcome.round)
+        .into_iter()
+        .map(Result::ok)
+        .collect();
+    RoundRecord { outcome, metrics }
+}
+
+fn round_line(phase: &str, rounds: u32, record: &RoundRecord, names: &[String]) -> String {
+    let mut pooled = Metrics::default();
+    for metrics in record.metrics.iter().flatten() {
+        pooled.merge(metrics);
+    }
+    let accuracy = pooled
+        .accuracy()
+        .map_or_else(|| "n/a".to_owned(), |value| format!("{value:.3}"));
+    let mut line = format!(
+        "{phase} round {:>2}/{rounds}: accuracy {accuracy}",
+        record.outcome.round
+    );
+    let per_hospital: Vec<String> = record
+        .metrics
+        .iter()
+        .zip(names)
+        .map(|(metrics, name)| {
+            let value = metrics
+                .and_then(|m| m.accuracy())
+                .map_or_else(|| "n/a".to_owned(), |value| format!("{value:.3}"));
+            format!("{name} {value}")
+        })
+        .collect();
+    line.push_str(&format!(" ({})", per_hospital.join(", ")));
+    let offline: Vec<&str> = record
+        .outcome
+        .participation
+        .iter()
+        .zip(names)
+        .filter(|(state, _)| **state == Participation::Offline)
+        .map(|(_, name)| name.as_str())
+        .collect();
+    if !offline.is_empty() {
+        line.push_str(&format!("; offline: {}", offline.join(", ")));
+    }
+    for (state, name) in record.outcome.participation.iter().zip(names) {
+        if let Participation::Failed(reason) = state {
+            line.push_str(&format!("; {name} left out: {reason}"));
+        }
+    }
+    if record.outcome.kept_previous {
+        line.push_str("; no update arrived, so the previous global model was kept");
+    }
+    line
+}
+
+fn centralized<const INPUTS: usize>(
+    source: &Source,
+    config: &CompareConfig,
+    initial: &Model<INPUTS>,
+    standardization: &Standardization<INPUTS>,
+) -> Result<Vec<Metrics>, CompareError> {
+    let mut features = Vec::new();
+    let mut labels = Vec::new();
+    for hospital in &source.hospitals {
+        let prepared = preprocess::prepare(&hospital.train, standardization);
+        features.extend(prepared.features);
+        labels.extend(prepared.labels);
+    }
+    let pooled = Dataset::new(&features, &labels)
+        .map_err(|error| CompareError::Training(error.to_string()))?;
+    // Client id 0 is never a hospital's, so this trainer's streams are its own.
+    let mut trainer = Trainer::new(config.train, *initial, config.seed, 0)?;
+    let mut order = vec![0u32; pooled.len()];
+    for _ in 0..config.baseline_epochs {
+        trainer
+            .train_epoch(&pooled, &mut order)
+            .map_err(|error| CompareError::Training(error.to_string()))?;
+    }
+
+    let mut results = Vec::with_capacity(source.hospitals.len());
+    for hospital in &source.hospitals {
+        let prepared = preprocess::prepare(&hospital.test, standardization);
+        let test = Dataset::new(&prepared.features, &prepared.labels)
+            .map_err(|error| CompareError::Training(error.to_string()))?;
+        results.push(train::evaluate(trainer.params(), &test));
+    }
+    Ok(results)
+}
+
+fn summaries<const INPUTS: usize>(
+    source: &Source,
+    standardization: &Standardization<INPUTS>,
+    stats: &[FeatureStats<INPUTS>],
+) -> Vec<HospitalSummary> {
+    source
+        .hospitals
+        .iter()
+        .zip(stats)
+        .enumerate()
+        .map(|(index, (hospital, stats))| HospitalSummary {
+            name: hospital.name.clone(),
+            train_rows: hospital.train.len(),
+            test_rows: hospital.test.len(),
+            test_positives: hospital.test.positives(),
+            train_positives: hospital.train.positives(),
+            imputed: source.missing.get(index).copied().unwrap_or(0),
+            largest_shift: largest_shift(standardization, stats),
+        })
+        .collect()
+}
+
+/// Finds the feature whose mean in `stats` lies furthest from the
+/// federation's mean, measured in the federation's standard deviations.
+fn largest_shift<const INPUTS: usize>(
+    standardization: &Standardization<INPUTS>,
+    stats: &FeatureStats<INPUTS>,
+) -> Option<(usize, f64)> {
+    (0..INPUTS)
+        .filter(|&column| stats.count[column] > 0)
+        .map(|column| {
+            let mean = stats.sum[column] / f64::from(stats.count[column]);
+            let shift = (mean - standardization.mean[column]) / standardization.scale[column];
+            (column, shift)
+        })
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+}
