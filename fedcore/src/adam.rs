@@ -96,17 +96,35 @@ impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
             .zip(self.m.tensors_mut())
             .zip(self.v.tensors_mut());
         for (((param, grad), m), v) in tensors {
-            for (((p, &g), m), v) in param
-                .iter_mut()
-                .zip(grad)
-                .zip(m.iter_mut())
-                .zip(v.iter_mut())
-            {
-                *m += (g - *m) * keep1;
-                *v += (g * g - *v) * keep2;
-                *p -= (*m * alpha) / (libm::sqrtf(*v) + epsilon);
-            }
+            update_tensor(param, grad, m, v, [keep1, keep2, alpha, epsilon]);
         }
+    }
+}
+
+/// Applies Adam's update to one tensor. The slices are cut to one length
+/// first so that the loop has no bounds checks and the compiler can
+/// vectorise it. Square root and division are correctly rounded in every
+/// lane, so vector code gives the same bits as scalar code.
+fn update_tensor(
+    param: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    constants: [f32; 4],
+) {
+    let [keep1, keep2, alpha, epsilon] = constants;
+    let len = param.len().min(grad.len()).min(m.len()).min(v.len());
+    let (param, grad, m, v) = (
+        &mut param[..len],
+        &grad[..len],
+        &mut m[..len],
+        &mut v[..len],
+    );
+    for index in 0..len {
+        let g = grad[index];
+        m[index] += (g - m[index]) * keep1;
+        v[index] += (g * g - v[index]) * keep2;
+        param[index] -= (m[index] * alpha) / (crate::math::sqrt(v[index]) + epsilon);
     }
 }
 

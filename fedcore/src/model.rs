@@ -70,11 +70,6 @@ impl Dropout {
     pub fn is_identity(&self) -> bool {
         self.threshold == 0
     }
-
-    /// Draws whether one unit is kept.
-    fn keep(&self, rng: &mut Rng) -> bool {
-        rand_core::RngCore::next_u32(rng) >= self.threshold
-    }
 }
 
 /// Returns parameters with Keras' default initialisation: Glorot-uniform
@@ -215,14 +210,23 @@ fn relu(units: &mut [f32]) {
     }
 }
 
+/// Applies ReLU and dropout, one 32-bit draw per unit in unit order.
+///
+/// Draws are taken 16 at a time with `fill_bytes`, which consumes the
+/// generator's words in the same order as `next_u32` would, so the masks do
+/// not depend on the block size. The select below has no branch, so the
+/// compiler can vectorise it.
 fn relu_dropout(units: &mut [f32], dropout: &Dropout, rng: &mut Rng) {
-    for unit in units {
-        let kept = dropout.keep(rng);
-        *unit = if kept {
-            unit.max(0.0) * dropout.scale
-        } else {
-            0.0
-        };
+    const BLOCK: usize = 16;
+    let mut bytes = [0u8; 4 * BLOCK];
+    for block in units.chunks_mut(BLOCK) {
+        let bytes = &mut bytes[..4 * block.len()];
+        rand_core::RngCore::fill_bytes(rng, bytes);
+        for (unit, draw) in block.iter_mut().zip(bytes.chunks_exact(4)) {
+            let draw = u32::from_le_bytes([draw[0], draw[1], draw[2], draw[3]]);
+            let kept = unit.max(0.0) * dropout.scale;
+            *unit = if draw >= dropout.threshold { kept } else { 0.0 };
+        }
     }
 }
 

@@ -129,6 +129,35 @@ impl<'a, const INPUTS: usize> Dataset<'a, INPUTS> {
     }
 }
 
+/// Rows that training and evaluation read one at a time.
+///
+/// [`Dataset`] is the usual implementation. A device that cannot hold its
+/// prepared rows in RAM can implement it to compute each row when it is
+/// read, for example by standardising a raw row kept in flash.
+///
+/// Implementations must return finite features and a label of 0 or 1, as
+/// [`Dataset::new`] checks; other values make training produce NaN
+/// parameters, which the wire encoder then rejects.
+pub trait Samples<const INPUTS: usize> {
+    /// Number of rows.
+    fn rows(&self) -> u32;
+
+    /// Writes the features of row `index` (below [`Samples::rows`]) into
+    /// `features` and returns its label.
+    fn sample(&self, index: usize, features: &mut [f32; INPUTS]) -> f32;
+}
+
+impl<const INPUTS: usize> Samples<INPUTS> for Dataset<'_, INPUTS> {
+    fn rows(&self) -> u32 {
+        Dataset::rows(self)
+    }
+
+    fn sample(&self, index: usize, features: &mut [f32; INPUTS]) -> f32 {
+        *features = self.features[index];
+        self.labels[index]
+    }
+}
+
 /// What a site does with its optimizer state when a new global model
 /// arrives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -319,13 +348,13 @@ impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
     /// with one Adam step on the batch's mean gradient.
     ///
     /// `order` is scratch space for the shuffled row indices and needs at
-    /// least `data.len()` entries. An empty dataset trains nothing.
-    pub fn train_epoch(
+    /// least `data.rows()` entries. An empty dataset trains nothing.
+    pub fn train_epoch<S: Samples<INPUTS> + ?Sized>(
         &mut self,
-        data: &Dataset<'_, INPUTS>,
+        data: &S,
         order: &mut [u32],
     ) -> Result<EpochSummary, OrderBufferTooShort> {
-        let rows = data.len();
+        let rows = data.rows() as usize;
         let len = order.len();
         let order = order
             .get_mut(..rows)
@@ -353,14 +382,15 @@ impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
 
     /// Runs one mini-batch of the given row indices and returns the sum of
     /// its per-row losses.
-    fn train_batch(&mut self, data: &Dataset<'_, INPUTS>, batch: &[u32]) -> f32 {
+    fn train_batch<S: Samples<INPUTS> + ?Sized>(&mut self, data: &S, batch: &[u32]) -> f32 {
         self.grads = Params::zeros();
         let inverse_size = 1.0 / batch.len() as f32;
         let mut activations = Activations::new();
         let mut loss_sum = 0.0f32;
+        let mut input = [0.0f32; INPUTS];
         for &row in batch {
-            let input = &data.features[row as usize];
-            let label = data.labels[row as usize];
+            let label = data.sample(row as usize, &mut input);
+            let input = &input;
             let logit = model::forward(
                 &self.params,
                 input,
@@ -441,17 +471,24 @@ fn ratio(numerator: u32, denominator: u32) -> Option<f64> {
 }
 
 /// Evaluates `params` on every row of `data`, without dropout.
-pub fn evaluate<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>(
+pub fn evaluate<
+    const INPUTS: usize,
+    const HIDDEN1: usize,
+    const HIDDEN2: usize,
+    S: Samples<INPUTS> + ?Sized,
+>(
     params: &Params<INPUTS, HIDDEN1, HIDDEN2>,
-    data: &Dataset<'_, INPUTS>,
+    data: &S,
 ) -> Metrics {
     let mut metrics = Metrics {
         rows: data.rows(),
         ..Metrics::default()
     };
     let mut activations = Activations::new();
-    for (input, &label) in data.features.iter().zip(data.labels) {
-        let logit = model::forward(params, input, None, &mut activations);
+    let mut input = [0.0f32; INPUTS];
+    for index in 0..data.rows() as usize {
+        let label = data.sample(index, &mut input);
+        let logit = model::forward(params, &input, None, &mut activations);
         metrics.loss_sum += f64::from(model::bce_with_logit(logit, label));
         let predicted = logit > 0.0;
         let actual = label == 1.0;

@@ -437,3 +437,15 @@ fn zero_padding_trains_like_narrow_model() {
     assert_eq!(narrow.bias1, padded.bias1);
     assert_eq!(narrow.bias3, padded.bias3);
 }
+
+#[test]
+fn documented_sizes_hold() {
+    // The crate documentation quotes these figures.
+    assert_eq!(core::mem::size_of::<Trainer<20, 64, 32>>(), 56_016);
+    assert_eq!(core::mem::size_of::<Activations<64, 32>>(), 388);
+    assert_eq!(core::mem::size_of::<fedcore::FedAvg<20, 64, 32>>(), 276_576);
+    let mut buffer = vec![0u8; fedcore::wire::frame_capacity::<20, 64, 32>()];
+    let params: Params<20, 64, 32> = model::glorot_uniform(1);
+    let len = fedcore::wire::encode_update(&mut buffer, 10, 3, 800, &params).unwrap();
+    assert_eq!(len, 13_843);
+}

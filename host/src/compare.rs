@@ -66,6 +66,14 @@ pub enum CompareError {
     /// There are no hospitals.
     #[error("no hospitals to compare; give at least one data file")]
     NoHospitals,
+    /// A hospital has no training or no test rows.
+    #[error("{hospital} has no {part} rows; give it more rows or change --test-fraction")]
+    EmptyHospital {
+        /// The hospital's name.
+        hospital: String,
+        /// "training" or "test".
+        part: &'static str,
+    },
     /// The feature count is outside what the model supports.
     #[error("{0} features are not supported; use 1 to {max}", max = crate::data::MAX_FEATURES)]
     FeatureCount(usize),
@@ -145,13 +153,9 @@ fn final_metrics(rounds: &[RoundRecord], hospitals: usize) -> Vec<Option<Metrics
         .unwrap_or_else(|| vec![None; hospitals])
 }
 
-/// Runs the comparison on `source`. `progress` receives one line per
-/// phase and per round as they finish.
-pub fn run(
-    source: &Source,
-    config: &CompareConfig,
-    progress: &mut dyn FnMut(&str),
-) -> Result<Comparison, CompareError> {
+/// Checks that `config` is valid and that every hospital of `source` can
+/// take part, without training anything.
+pub fn check(source: &Source, config: &CompareConfig) -> Result<(), CompareError> {
     config.train.validate()?;
     if !(0.0..=1.0).contains(&config.offline_probability) {
         return Err(CompareError::OfflineProbability(config.offline_probability));
@@ -159,6 +163,30 @@ pub fn run(
     if source.hospitals.is_empty() {
         return Err(CompareError::NoHospitals);
     }
+    for hospital in &source.hospitals {
+        for (part, table) in [("training", &hospital.train), ("test", &hospital.test)] {
+            if table.is_empty() {
+                return Err(CompareError::EmptyHospital {
+                    hospital: hospital.name.clone(),
+                    part,
+                });
+            }
+        }
+    }
+    if input_width(source.feature_count()).is_none() {
+        return Err(CompareError::FeatureCount(source.feature_count()));
+    }
+    Ok(())
+}
+
+/// Runs the comparison on `source`. `progress` receives one line per
+/// phase and per round as they finish.
+pub fn run(
+    source: &Source,
+    config: &CompareConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Comparison, CompareError> {
+    check(source, config)?;
     let features = source.feature_count();
     match input_width(features) {
         Some(8) => run_with::<8>(source, config, progress),

@@ -59,7 +59,12 @@ struct CompareArgs {
 
     /// Fraction of each hospital's rows held out for testing, for files
     /// without a given split and for the built-in hospitals.
-    #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
+    #[arg(
+        long,
+        default_value_t = 0.2,
+        value_name = "FRACTION",
+        allow_negative_numbers = true
+    )]
     test_fraction: f64,
 
     /// Federated rounds.
@@ -75,7 +80,12 @@ struct CompareArgs {
     epochs: u16,
 
     /// Probability of dropping each hidden unit during training, in [0, 1).
-    #[arg(long, default_value_t = 0.3, value_name = "RATE")]
+    #[arg(
+        long,
+        default_value_t = 0.3,
+        value_name = "RATE",
+        allow_negative_numbers = true
+    )]
     dropout_rate: f32,
 
     /// Rows per mini-batch.
@@ -83,7 +93,12 @@ struct CompareArgs {
     batch_size: u32,
 
     /// Adam's learning rate.
-    #[arg(long, default_value_t = 0.001, value_name = "RATE")]
+    #[arg(
+        long,
+        default_value_t = 0.001,
+        value_name = "RATE",
+        allow_negative_numbers = true
+    )]
     learning_rate: f64,
 
     /// Reset Adam's moments whenever a hospital receives a new global model,
@@ -97,7 +112,12 @@ struct CompareArgs {
     seed: u64,
 
     /// Probability that a hospital is offline in a client-dropout round.
-    #[arg(long, default_value_t = 0.3, value_name = "PROBABILITY")]
+    #[arg(
+        long,
+        default_value_t = 0.3,
+        value_name = "PROBABILITY",
+        allow_negative_numbers = true
+    )]
     offline_probability: f64,
 
     /// Rounds of the client-dropout phase.
@@ -170,6 +190,11 @@ fn run_compare(args: &CompareArgs) -> ExitCode {
         seed: args.seed,
     };
 
+    if let Err(error) = compare::check(&source, &config) {
+        eprintln!("error: {error}");
+        return ExitCode::from(exit_code(&error));
+    }
+
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let header = report::header(&report::HeaderInputs {
@@ -186,18 +211,22 @@ fn run_compare(args: &CompareArgs) -> ExitCode {
             let _ = write!(std::io::stdout().lock(), "{}", report::render(&comparison));
             ExitCode::SUCCESS
         }
-        Err(error @ (CompareError::Config(_) | CompareError::OfflineProbability(_))) => {
-            eprintln!("error: {error}");
-            ExitCode::from(2)
-        }
-        Err(error @ (CompareError::FeatureCount(_) | CompareError::NoHospitals)) => {
-            eprintln!("error: {error}");
-            ExitCode::from(EXIT_DATA)
-        }
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::from(EXIT_TRAINING)
+            ExitCode::from(exit_code(&error))
         }
+    }
+}
+
+/// Maps an error to the exit status: 2 for an invalid setting, as for
+/// other usage errors, 3 for unusable input data, 4 for a training failure.
+fn exit_code(error: &CompareError) -> u8 {
+    match error {
+        CompareError::Config(_) | CompareError::OfflineProbability(_) => 2,
+        CompareError::FeatureCount(_)
+        | CompareError::NoHospitals
+        | CompareError::EmptyHospital { .. } => EXIT_DATA,
+        CompareError::Setup(_) | CompareError::Training(_) => EXIT_TRAINING,
     }
 }
 

@@ -11,6 +11,14 @@ use crate::compare::Comparison;
 /// within what one test row or two can swing.
 const LOSS_MARGIN: f64 = 0.005;
 
+/// A hospital's share of positive training rows is called out as a cause
+/// when it differs from the federation's by more than this.
+const LABEL_BALANCE_MARGIN: f64 = 0.10;
+
+/// A feature mean this many of the federation's standard deviations away
+/// from the federation's mean is called out as a cause.
+const FEATURE_SHIFT_MARGIN: f64 = 0.5;
+
 fn value(number: Option<f64>) -> String {
     number.map_or_else(|| "n/a".to_owned(), |number| format!("{number:.3}"))
 }
@@ -229,17 +237,34 @@ fn verdict(
             "  FEDERATED LOSES to isolated training overall by {:.3} accuracy.",
             iso - fed
         );
-    } else if losses.is_empty() {
+    } else if fed > iso + LOSS_MARGIN {
         let _ = writeln!(
             out,
-            "  federated training matches or beats isolated training at every hospital."
+            "  federated training beats isolated training overall by {:.3} accuracy.",
+            fed - iso
         );
     } else {
         let _ = writeln!(
             out,
-            "  federated training wins overall but loses at some hospitals:"
+            "  federated and isolated training are level overall (within {LOSS_MARGIN})."
         );
     }
+    if losses.is_empty() {
+        let _ = writeln!(
+            out,
+            "  no hospital does worse with federated training than alone."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  federated training loses at {} of {} hospitals:",
+            losses.len(),
+            comparison.hospitals.len()
+        );
+    }
+    let train_rows: usize = comparison.hospitals.iter().map(|h| h.train_rows).sum();
+    let train_positives: usize = comparison.hospitals.iter().map(|h| h.train_positives).sum();
+    let federation_positive = train_positives as f64 / train_rows.max(1) as f64;
     for (hospital, fed, iso) in &losses {
         let _ = write!(
             out,
@@ -247,16 +272,40 @@ fn verdict(
             hospital.name,
             fed - iso
         );
-        if let Some((column, sd)) = hospital.largest_shift {
-            let name = comparison
-                .feature_names
-                .get(column)
-                .map_or("?", String::as_str);
+        let positive = hospital.train_positives as f64 / hospital.train_rows.max(1) as f64;
+        let label_shift = (positive - federation_positive).abs() > LABEL_BALANCE_MARGIN;
+        match hospital.largest_shift {
+            Some((column, sd)) if sd.abs() >= FEATURE_SHIFT_MARGIN => {
+                let name = comparison
+                    .feature_names
+                    .get(column)
+                    .map_or("?", String::as_str);
+                let _ = write!(
+                    out,
+                    "; its {name} mean lies {:.2} SD {} the federation's",
+                    sd.abs(),
+                    if sd < 0.0 { "below" } else { "above" }
+                );
+            }
+            Some((column, sd)) if !label_shift => {
+                let name = comparison
+                    .feature_names
+                    .get(column)
+                    .map_or("?", String::as_str);
+                let _ = write!(
+                    out,
+                    "; its feature means and label balance match the federation's (largest shift {name} {sd:+.2} SD), \
+                     so its rows likely follow another relation between features and label"
+                );
+            }
+            _ => {}
+        }
+        if label_shift {
             let _ = write!(
                 out,
-                "; its {name} mean lies {:.2} SD {} the federation's",
-                sd.abs(),
-                if sd < 0.0 { "below" } else { "above" }
+                "; {:.0}% of its training rows are positive against {:.0}% across the federation",
+                100.0 * positive,
+                100.0 * federation_positive
             );
         }
         let _ = writeln!(out);

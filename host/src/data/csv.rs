@@ -228,7 +228,7 @@ fn csv_error(path: &Path, source: csv::Error) -> DataError {
 enum HospitalFiles {
     /// One file, split by `split`.
     Single(PathBuf),
-    /// A given split.
+    /// A `_train` and `_test` file pair that keeps its split.
     Pair { train: PathBuf, test: PathBuf },
 }
 
@@ -518,13 +518,13 @@ fn read_file(path: &Path, options: &CsvOptions) -> Result<ParsedFile, DataError>
 
 /// Physical line numbers of byte offsets in a file.
 ///
-/// The csv crate skips empty lines without counting them in its line
-/// numbers, and the position it gives for a record is where the skipped
-/// lines begin. This index counts every line break, `\n`, `\r\n` or a lone
+/// The csv crate (checked with 1.4) skips empty lines without counting them
+/// in its line numbers, and the position it gives for a record is where the
+/// skipped lines begin. This index counts every line break, `\n`, `\r\n` or a lone
 /// `\r`, so line numbers match what an editor shows.
 struct LineIndex<'a> {
     bytes: &'a [u8],
-    /// Byte offset at which each line starts; line 1 starts at 0.
+    /// Byte offset at which each line starts. Line 1 starts at 0.
     starts: Vec<usize>,
 }
 

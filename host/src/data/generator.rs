@@ -29,7 +29,8 @@ pub struct Classification {
     pub informative: usize,
     /// Features that are random linear combinations of the informative ones.
     pub redundant: usize,
-    /// Features that copy randomly chosen informative or redundant columns.
+    /// Features that copy informative or redundant columns, each chosen
+    /// uniformly at random.
     pub repeated: usize,
     /// Gaussian clusters per class.
     pub clusters_per_class: usize,
@@ -75,10 +76,10 @@ impl Classification {
     /// columns are shuffled.
     ///
     /// # Panics
-    /// Panics if the settings are inconsistent: no informative feature,
-    /// more special columns than `features`, more than [`MAX_FEATURES`]
-    /// features, more clusters than hypercube vertices, or `flip_y` outside
-    /// [0, 1].
+    /// Panics if the settings are inconsistent: no informative feature, more
+    /// informative, redundant and repeated columns than `features`, more than
+    /// [`MAX_FEATURES`] features, more clusters than hypercube vertices, a
+    /// `class_sep` that is not finite, or `flip_y` outside [0, 1].
     pub fn generate(&self, rows: usize, seed: u64) -> Table {
         self.validate();
         let mut random = Random::new(seed);
@@ -160,7 +161,7 @@ impl Classification {
 
     fn validate(&self) {
         let special = self.informative + self.redundant + self.repeated;
-        assert!(self.informative >= 1, "at least one informative feature");
+        assert!(self.informative >= 1, "informative must be at least 1");
         assert!(
             special <= self.features,
             "{special} informative, redundant and repeated features exceed {} features",
@@ -173,7 +174,7 @@ impl Classification {
         );
         assert!(
             self.clusters_per_class >= 1,
-            "at least one cluster per class"
+            "clusters_per_class must be at least 1"
         );
         let clusters = 2 * self.clusters_per_class;
         assert!(

@@ -54,11 +54,14 @@ impl Random {
 
     /// Draws a standard normal deviate with the Box–Muller transform. It uses
     /// the cosine branch only and discards the sine branch.
+    ///
+    /// The logarithm and cosine come from `libm`, not the platform's math
+    /// library, so a seed gives the same data bits on every machine.
     pub(crate) fn normal(&mut self) -> f64 {
         // 1 - uniform lies in (0, 1], so the logarithm is finite.
         let radius_source = 1.0 - self.uniform();
         let angle = std::f64::consts::TAU * self.uniform();
-        (-2.0 * radius_source.ln()).sqrt() * angle.cos()
+        (-2.0 * libm::log(radius_source)).sqrt() * libm::cos(angle)
     }
 
     /// Draws an integer uniformly from `0..bound` without modulo bias:

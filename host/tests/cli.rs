@@ -1,0 +1,90 @@
+//! The command line: exit statuses and the messages users see.
+
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fedcore-host"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn question_mark_without_marker_names_the_fix() {
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("site.csv");
+    std::fs::write(&path, "1,2,0\n3,?,1\n5,6,0\n").unwrap();
+    let output = run(&["compare", "--data", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3));
+    let message = stderr(&output);
+    assert!(message.contains("line 2, column 2"), "{message}");
+    assert!(message.contains("--missing '?'"), "{message}");
+    assert!(
+        output.stdout.is_empty(),
+        "nothing is printed before the input is checked"
+    );
+}
+
+#[test]
+fn missing_file_is_a_data_error() {
+    let output = run(&["compare", "--data", "/nonexistent/fedcore.csv"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(stderr(&output).contains("/nonexistent/fedcore.csv"));
+}
+
+#[test]
+fn invalid_settings_are_usage_errors() {
+    for (args, expected) in [
+        (&["compare", "--batch-size", "0"][..], "batch size 0"),
+        (&["compare", "--dropout-rate", "1"][..], "dropout rate 1"),
+        (
+            &["compare", "--learning-rate", "-1"][..],
+            "learning rate -1",
+        ),
+        (
+            &["compare", "--offline-probability", "2"][..],
+            "offline probability 2",
+        ),
+        (
+            &["compare", "--test-fraction", "1.5"][..],
+            "--test-fraction 1.5",
+        ),
+        (&["compare", "--seed", "abc"][..], "abc"),
+    ] {
+        let output = run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let message = stderr(&output);
+        assert!(message.contains(expected), "{args:?}: {message}");
+    }
+}
+
+#[test]
+fn small_run_succeeds_and_prints_verdict() {
+    let output = run(&[
+        "compare",
+        "--rounds",
+        "2",
+        "--local-epochs",
+        "1",
+        "--epochs",
+        "2",
+        "--dropout-rounds",
+        "1",
+        "--dropout-local-epochs",
+        "1",
+        "--seed",
+        "9",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.starts_with("fedcore compare: 3 hospitals, 20 features, seed 9\n"),
+        "{text}"
+    );
+    assert!(text.contains("federated round  2/2"), "{text}");
+    assert!(text.contains("\nverdict\n"), "{text}");
+}
