@@ -67,6 +67,7 @@ mod math;
 pub mod model;
 pub mod params;
 pub mod rng;
+pub mod stats;
 pub mod train;
 pub mod wire;
 

@@ -136,8 +136,8 @@ impl<'a, const INPUTS: usize> Dataset<'a, INPUTS> {
 /// read, for example by standardising a raw row kept in flash.
 ///
 /// Implementations must return finite features and a label of 0 or 1, as
-/// [`Dataset::new`] checks; other values make training produce NaN
-/// parameters, which the wire encoder then rejects.
+/// [`Dataset::new`] checks. Other values train wrong or non-finite
+/// parameters, and the wire encoder rejects non-finite ones.
 pub trait Samples<const INPUTS: usize> {
     /// Number of rows.
     fn rows(&self) -> u32;
@@ -222,11 +222,11 @@ impl core::fmt::Display for ConfigError {
             Self::ZeroBatchSize => f.write_str("batch size 0 is invalid; use at least 1 row"),
             Self::InvalidDropout { rate } => write!(
                 f,
-                "dropout rate {rate} is invalid; use a value from 0 (no dropout) up to but not including 1"
+                "dropout rate {rate:?} is invalid; use a value from 0 (no dropout) up to but not including 1"
             ),
             Self::InvalidLearningRate { rate } => write!(
                 f,
-                "learning rate {rate} is invalid; use a positive number such as 0.001"
+                "learning rate {rate:?} is invalid; use a positive number such as 0.001"
             ),
         }
     }
@@ -430,8 +430,8 @@ pub struct Metrics {
 impl Metrics {
     /// Fraction of rows predicted correctly, or `None` without rows.
     pub fn accuracy(&self) -> Option<f64> {
-        let correct = self.true_positives + self.true_negatives;
-        ratio(correct, self.rows)
+        let correct = u64::from(self.true_positives) + u64::from(self.true_negatives);
+        ratio(correct, u64::from(self.rows))
     }
 
     /// Mean loss per row, or `None` without rows.
@@ -441,21 +441,29 @@ impl Metrics {
 
     /// True-positive rate (recall), or `None` when no row is positive.
     pub fn sensitivity(&self) -> Option<f64> {
-        ratio(
-            self.true_positives,
-            self.true_positives + self.false_negatives,
-        )
+        let positives = u64::from(self.true_positives) + u64::from(self.false_negatives);
+        ratio(u64::from(self.true_positives), positives)
     }
 
     /// True-negative rate, or `None` when no row is negative.
     pub fn specificity(&self) -> Option<f64> {
-        ratio(
-            self.true_negatives,
-            self.true_negatives + self.false_positives,
-        )
+        let negatives = u64::from(self.true_negatives) + u64::from(self.false_positives);
+        ratio(u64::from(self.true_negatives), negatives)
+    }
+
+    /// Returns true when the four confusion counts add up to `rows` and the
+    /// loss sum is finite and not negative, as for every evaluation this
+    /// crate produces. The decoder rejects metrics that fail this check.
+    pub fn is_consistent(&self) -> bool {
+        let counted = u64::from(self.true_positives)
+            + u64::from(self.false_positives)
+            + u64::from(self.true_negatives)
+            + u64::from(self.false_negatives);
+        counted == u64::from(self.rows) && self.loss_sum.is_finite() && self.loss_sum >= 0.0
     }
 
     /// Adds another set of results, as if both had been one evaluation.
+    /// Counts saturate at `u32::MAX` rather than wrap.
     pub fn merge(&mut self, other: &Metrics) {
         self.rows = self.rows.saturating_add(other.rows);
         self.loss_sum += other.loss_sum;
@@ -466,8 +474,8 @@ impl Metrics {
     }
 }
 
-fn ratio(numerator: u32, denominator: u32) -> Option<f64> {
-    (denominator > 0).then(|| f64::from(numerator) / f64::from(denominator))
+fn ratio(numerator: u64, denominator: u64) -> Option<f64> {
+    (denominator > 0).then(|| numerator as f64 / denominator as f64)
 }
 
 /// Evaluates `params` on every row of `data`, without dropout.

@@ -14,7 +14,7 @@
 //! | [`FrameKind::Update`] | training rows (`u32`), then the parameters |
 //! | [`FrameKind::Metrics`] | a [`Metrics`] record |
 //! | [`FrameKind::StatsRequest`] | nothing |
-//! | [`FrameKind::FeatureStats`] | [`FeatureStats`]: count, sum and sum of squares per feature |
+//! | [`FrameKind::FeatureStats`] | [`FeatureStats`]: count, mean and sum of squared deviations per feature |
 //! | [`FrameKind::Standardize`] | [`Standardization`]: mean and scale per feature |
 //!
 //! Parameters are `COUNT` little-endian `f32` in the wire order of
@@ -31,6 +31,7 @@ use serde::ser::{SerializeTuple, Serializer};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::params::{Fingerprint, Params};
+pub use crate::stats::{FeatureStats, Standardization};
 use crate::train::Metrics;
 
 /// The format version written into every frame and the only one accepted.
@@ -107,37 +108,6 @@ impl Header {
             client,
         }
     }
-}
-
-/// Per-feature statistics of one site's training rows, over the values
-/// that are present (missing values are not counted).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct FeatureStats<const INPUTS: usize> {
-    /// Values present per feature.
-    pub count: [u32; INPUTS],
-    /// Sum of the present values.
-    pub sum: [f64; INPUTS],
-    /// Sum of the squares of the present values.
-    pub sum_squares: [f64; INPUTS],
-}
-
-impl<const INPUTS: usize> Default for FeatureStats<INPUTS> {
-    fn default() -> Self {
-        Self {
-            count: [0; INPUTS],
-            sum: [0.0; INPUTS],
-            sum_squares: [0.0; INPUTS],
-        }
-    }
-}
-
-/// The federation's standardisation: `z = (x − mean) / scale` per feature.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Standardization<const INPUTS: usize> {
-    /// Mean of each feature over all sites' training rows.
-    pub mean: [f64; INPUTS],
-    /// Standard deviation of each feature, or 1 for a constant feature.
-    pub scale: [f64; INPUTS],
 }
 
 /// A frame decoded by [`decode`]. Frames with parameters wrote them into
@@ -291,6 +261,16 @@ pub enum DecodeError {
     },
     /// An update claims zero training rows.
     NoRows,
+    /// Metrics whose confusion counts do not add up to their row count, or
+    /// whose loss sum is negative.
+    InconsistentMetrics,
+    /// A statistic or standardisation value is outside its valid range:
+    /// a scale that is not positive, a count of 0 with a non-zero sum, or a
+    /// negative sum of squared deviations.
+    OutOfRange {
+        /// Index of the first such value, in wire order within the payload.
+        index: usize,
+    },
 }
 
 impl fmt::Display for DecodeError {
@@ -302,7 +282,7 @@ impl fmt::Display for DecodeError {
             ),
             Self::TrailingBytes { extra } => write!(
                 f,
-                "{extra} unexpected bytes follow the frame's checksum; send one frame per message"
+                "{extra} unexpected bytes follow the frame's checksum; send one frame per message, and resend if the length prefix was corrupted"
             ),
             Self::Checksum { stored, computed } => write!(
                 f,
@@ -328,6 +308,13 @@ impl fmt::Display for DecodeError {
                 "value {index} of the payload is NaN or infinite; the sender's training diverged"
             ),
             Self::NoRows => f.write_str("update claims 0 training rows; a site must train on at least one row"),
+            Self::InconsistentMetrics => f.write_str(
+                "metrics frame is inconsistent: its confusion counts do not add up to its rows, or its loss is negative; the sender computes metrics wrongly",
+            ),
+            Self::OutOfRange { index } => write!(
+                f,
+                "value {index} of the payload is out of range (a scale must be positive, a sum of squared deviations not negative); the sender computes statistics wrongly"
+            ),
         }
     }
 }
@@ -506,12 +493,12 @@ pub fn encode_feature_stats<const I: usize, const H1: usize, const H2: usize>(
     client: u32,
     stats: &FeatureStats<I>,
 ) -> Result<usize, EncodeError> {
-    let floats = stats.sum.iter().chain(&stats.sum_squares).copied();
+    let floats = stats.mean.iter().chain(&stats.m2).copied();
     check_finite(floats).map_err(|index| EncodeError::NonFinite { index })?;
     let header = Header::new::<I, H1, H2>(FrameKind::FeatureStats, 0, client);
     encode_with(out, &header, |area| {
         let mut used = postcard::to_slice(&ArrayRef(&stats.count), area)?.len();
-        for floats in [&stats.sum, &stats.sum_squares] {
+        for floats in [&stats.mean, &stats.m2] {
             let rest = area
                 .get_mut(used..)
                 .ok_or(postcard::Error::SerializeBufferFull)?;
@@ -713,6 +700,9 @@ pub fn decode<const I: usize, const H1: usize, const H2: usize>(
             if !metrics.loss_sum.is_finite() {
                 return Err(DecodeError::NonFinite { index: 0 });
             }
+            if !metrics.is_consistent() {
+                return Err(DecodeError::InconsistentMetrics);
+            }
             Frame::Metrics { header, metrics }
         }
         FrameKind::StatsRequest => {
@@ -722,10 +712,13 @@ pub fn decode<const I: usize, const H1: usize, const H2: usize>(
         FrameKind::FeatureStats => {
             let mut stats = FeatureStats::<I>::default();
             let rest = read_array(payload, &mut stats.count)?;
-            let rest = read_array(rest, &mut stats.sum)?;
-            expect_end(read_array(rest, &mut stats.sum_squares)?)?;
-            let floats = stats.sum.iter().chain(&stats.sum_squares).copied();
+            let rest = read_array(rest, &mut stats.mean)?;
+            expect_end(read_array(rest, &mut stats.m2)?)?;
+            let floats = stats.mean.iter().chain(&stats.m2).copied();
             check_finite(floats).map_err(|index| DecodeError::NonFinite { index })?;
+            if let Some(index) = stats.first_invalid() {
+                return Err(DecodeError::OutOfRange { index });
+            }
             Frame::FeatureStats { header, stats }
         }
         FrameKind::Standardize => {
@@ -741,6 +734,9 @@ pub fn decode<const I: usize, const H1: usize, const H2: usize>(
                 .chain(&standardization.scale)
                 .copied();
             check_finite(floats).map_err(|index| DecodeError::NonFinite { index })?;
+            if let Some(index) = standardization.first_invalid() {
+                return Err(DecodeError::OutOfRange { index });
+            }
             Frame::Standardize {
                 header,
                 standardization,

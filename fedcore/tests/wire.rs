@@ -100,8 +100,8 @@ fn every_kind_round_trips() {
 
     let mut stats = FeatureStats::<20>::default();
     stats.count[3] = 5;
-    stats.sum[3] = 12.5;
-    stats.sum_squares[19] = 1e300;
+    stats.mean[3] = 2.5;
+    stats.m2[3] = 1e300;
     let len = wire::encode_feature_stats::<20, 64, 32>(&mut buffer, 1, &stats).unwrap();
     match wire::decode(&buffer[..len], &mut decoded).unwrap() {
         Frame::FeatureStats { stats: got, .. } => assert_eq!(got, stats),
@@ -348,4 +348,75 @@ fn random_bytes_never_panic() {
         let _ = wire::decode(&frame, &mut params);
         let _ = wire::peek_header(&frame);
     }
+}
+
+#[test]
+fn inconsistent_metrics_are_rejected() {
+    let mut buffer = [0u8; 64];
+    let mut params = Params::<1, 1, 1>::zeros();
+    let cases = [
+        Metrics {
+            rows: 10,
+            loss_sum: 1.0,
+            true_positives: u32::MAX,
+            false_positives: 0,
+            true_negatives: 2,
+            false_negatives: 3,
+        },
+        Metrics {
+            rows: 10,
+            loss_sum: 1.0,
+            true_positives: 9,
+            false_positives: 0,
+            true_negatives: 9,
+            false_negatives: 0,
+        },
+        Metrics {
+            rows: 1,
+            loss_sum: -0.5,
+            true_positives: 1,
+            ..Metrics::default()
+        },
+    ];
+    for metrics in cases {
+        let len = wire::encode_metrics::<1, 1, 1>(&mut buffer, 1, 1, &metrics).unwrap();
+        assert_eq!(
+            wire::decode(&buffer[..len], &mut params).unwrap_err(),
+            DecodeError::InconsistentMetrics,
+            "{metrics:?}"
+        );
+    }
+    // Ratios of counts near u32::MAX cannot overflow.
+    let huge = Metrics {
+        rows: u32::MAX,
+        loss_sum: 0.0,
+        true_positives: u32::MAX,
+        ..Metrics::default()
+    };
+    assert_eq!(huge.accuracy(), Some(1.0));
+    assert_eq!(huge.sensitivity(), Some(1.0));
+}
+
+#[test]
+fn invalid_statistics_are_rejected() {
+    let mut buffer = vec![0u8; 256];
+    let mut params = Params::<2, 1, 1>::zeros();
+    let standardization = Standardization::<2> {
+        mean: [0.0, 0.0],
+        scale: [1.0, 0.0],
+    };
+    let len = wire::encode_standardize::<2, 1, 1>(&mut buffer, 1, &standardization).unwrap();
+    assert_eq!(
+        wire::decode(&buffer[..len], &mut params).unwrap_err(),
+        DecodeError::OutOfRange { index: 3 }
+    );
+
+    let mut stats = FeatureStats::<2>::default();
+    stats.count[0] = 2;
+    stats.m2[0] = -1.0;
+    let len = wire::encode_feature_stats::<2, 1, 1>(&mut buffer, 1, &stats).unwrap();
+    assert_eq!(
+        wire::decode(&buffer[..len], &mut params).unwrap_err(),
+        DecodeError::OutOfRange { index: 4 }
+    );
 }

@@ -11,7 +11,7 @@ use fedcore::{model, Metrics, Params, TrainConfig};
 use crate::data::Source;
 use crate::device::{Device, Hospital};
 use crate::preprocess;
-use crate::server::{Participation, RoundOutcome, Server, SetupError};
+use crate::server::{Participation, ReplyError, RoundOutcome, Server, SetupError};
 use crate::{HIDDEN1, HIDDEN2};
 
 /// Settings of one comparison. Defaults are those of the Keras workflow
@@ -37,6 +37,34 @@ pub struct CompareConfig {
     /// Seed of every random choice in training: initial weights, dropout
     /// masks, shuffles and offline draws.
     pub seed: u64,
+    /// Devices of the federated phase's hospitals (default in-process).
+    /// The other phases always run in-process.
+    pub devices: Devices,
+}
+
+/// The kind of device a hospital runs as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Devices {
+    /// In this process, as [`Hospital`] values.
+    #[default]
+    InProcess,
+    /// Each as Cortex-M4F firmware in its own QEMU process; see
+    /// [`crate::qemu`].
+    Qemu,
+}
+
+impl std::str::FromStr for Devices {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "in-process" => Ok(Self::InProcess),
+            "qemu" => Ok(Self::Qemu),
+            other => Err(format!(
+                "{other:?} is not a device kind; use in-process or qemu"
+            )),
+        }
+    }
 }
 
 impl Default for CompareConfig {
@@ -50,6 +78,7 @@ impl Default for CompareConfig {
             offline_probability: 0.3,
             train: TrainConfig::default(),
             seed: 0,
+            devices: Devices::InProcess,
         }
     }
 }
@@ -60,6 +89,12 @@ pub enum CompareError {
     /// The training settings are invalid.
     #[error("invalid training setting: {0}")]
     Config(#[from] ConfigError),
+    /// A count of rounds or epochs is zero.
+    #[error("{option} 0 is invalid; use at least 1")]
+    ZeroCount {
+        /// The command-line option that sets the count.
+        option: &'static str,
+    },
     /// The offline probability is outside [0, 1].
     #[error("offline probability {0} is invalid; use a value from 0 to 1")]
     OfflineProbability(f64),
@@ -67,12 +102,24 @@ pub enum CompareError {
     #[error("no hospitals to compare; give at least one data file")]
     NoHospitals,
     /// A hospital has no training or no test rows.
-    #[error("{hospital} has no {part} rows; give it more rows or change --test-fraction")]
+    #[error(
+        "{hospital} has no {part} rows; choose a --test-fraction that leaves both training and test rows, or give it more rows"
+    )]
     EmptyHospital {
         /// The hospital's name.
         hospital: String,
         /// "training" or "test".
         part: &'static str,
+    },
+    /// A feature has no value in any hospital's training rows.
+    #[error(
+        "feature column {column} ({name}) has no value in any hospital's training rows, so it cannot be imputed; drop that column"
+    )]
+    EmptyColumn {
+        /// One-based feature column.
+        column: usize,
+        /// The feature's name.
+        name: String,
     },
     /// The feature count is outside what the model supports.
     #[error("{0} features are not supported; use 1 to {max}", max = crate::data::MAX_FEATURES)]
@@ -80,9 +127,24 @@ pub enum CompareError {
     /// The federation could not be set up.
     #[error(transparent)]
     Setup(#[from] SetupError),
+    /// The QEMU devices could not be built or started.
+    #[error("QEMU devices could not start: {0}")]
+    Qemu(String),
     /// A baseline failed to train.
     #[error("{0}")]
     Training(String),
+    /// Training made a model's parameters NaN or infinite.
+    #[error(
+        "{phase} training diverged at {site}: the parameters became NaN or infinite; lower --learning-rate (now {learning_rate:?}), for example to 0.001"
+    )]
+    Diverged {
+        /// "federated", "isolated", "centralized" or "client-dropout".
+        phase: &'static str,
+        /// The hospital, or "the pooled rows" for centralized training.
+        site: String,
+        /// The learning rate in use.
+        learning_rate: f64,
+    },
 }
 
 /// Facts about one hospital that the report shows.
@@ -157,6 +219,19 @@ fn final_metrics(rounds: &[RoundRecord], hospitals: usize) -> Vec<Option<Metrics
 /// take part, without training anything.
 pub fn check(source: &Source, config: &CompareConfig) -> Result<(), CompareError> {
     config.train.validate()?;
+    let counts = [
+        ("--rounds", config.rounds),
+        ("--local-epochs", u32::from(config.local_epochs)),
+        ("--epochs", u32::from(config.baseline_epochs)),
+        ("--dropout-rounds", config.dropout_rounds),
+        (
+            "--dropout-local-epochs",
+            u32::from(config.dropout_local_epochs),
+        ),
+    ];
+    if let Some((option, _)) = counts.iter().find(|(_, count)| *count == 0) {
+        return Err(CompareError::ZeroCount { option });
+    }
     if !(0.0..=1.0).contains(&config.offline_probability) {
         return Err(CompareError::OfflineProbability(config.offline_probability));
     }
@@ -171,6 +246,23 @@ pub fn check(source: &Source, config: &CompareConfig) -> Result<(), CompareError
                     part,
                 });
             }
+        }
+    }
+    for column in 0..source.feature_count() {
+        let present = source
+            .hospitals
+            .iter()
+            .flat_map(|hospital| &hospital.train.features)
+            .any(|row| row.get(column).is_some_and(|value| !value.is_nan()));
+        if !present {
+            return Err(CompareError::EmptyColumn {
+                column: column + 1,
+                name: source
+                    .feature_names
+                    .get(column)
+                    .cloned()
+                    .unwrap_or_default(),
+            });
         }
     }
     if input_width(source.feature_count()).is_none() {
@@ -257,6 +349,28 @@ fn federation<const INPUTS: usize>(
     Ok((server, standardization, stats))
 }
 
+/// Like [`federation`], but each hospital runs as firmware in its own QEMU
+/// process. `progress` receives one line per hospital started.
+fn qemu_federation<const INPUTS: usize>(
+    source: &Source,
+    config: &CompareConfig,
+    initial: &Model<INPUTS>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<
+    (
+        Server<INPUTS>,
+        Standardization<INPUTS>,
+        Vec<FeatureStats<INPUTS>>,
+    ),
+    CompareError,
+> {
+    let devices = crate::qemu::hospitals::<INPUTS>(source, config, progress)
+        .map_err(|error| CompareError::Qemu(error.to_string()))?;
+    let mut server = Server::new(devices, source.feature_count(), *initial);
+    let (standardization, stats) = server.standardize()?;
+    Ok((server, standardization, stats))
+}
+
 fn run_with<const INPUTS: usize>(
     source: &Source,
     config: &CompareConfig,
@@ -265,7 +379,10 @@ fn run_with<const INPUTS: usize>(
     let initial: Model<INPUTS> = model::glorot_uniform_padded(config.seed, source.feature_count());
 
     // Federated: all hospitals, every round.
-    let (mut server, standardization, stats) = federation::<INPUTS>(source, config, &initial)?;
+    let (mut server, standardization, stats) = match config.devices {
+        Devices::InProcess => federation::<INPUTS>(source, config, &initial)?,
+        Devices::Qemu => qemu_federation::<INPUTS>(source, config, &initial, progress)?,
+    };
     let names = server.names();
     let mut federated_rounds = Vec::new();
     for round in 1..=config.rounds {
@@ -273,6 +390,7 @@ fn run_with<const INPUTS: usize>(
         let outcome = server.train_round(round, config.local_epochs, &online);
         let record = evaluate_round(&mut server, outcome);
         progress(&round_line("federated", config.rounds, &record, &names));
+        check_diverged("federated", &record, &names, config)?;
         federated_rounds.push(record);
     }
 
@@ -285,6 +403,13 @@ fn run_with<const INPUTS: usize>(
             .and_then(|(_, params)| server.evaluate_on(index, 0, &params));
         match result {
             Ok(metrics) => isolated.push(Some(metrics)),
+            Err(ReplyError::Diverged(_)) => {
+                return Err(CompareError::Diverged {
+                    phase: "isolated",
+                    site: name.clone(),
+                    learning_rate: config.train.adam.learning_rate,
+                });
+            }
             Err(error) => {
                 progress(&format!("isolated: {name} failed: {error}"));
                 isolated.push(None);
@@ -321,6 +446,7 @@ fn run_with<const INPUTS: usize>(
             &record,
             &names,
         ));
+        check_diverged("client-dropout", &record, &names, config)?;
         dropout_rounds.push(record);
     }
 
@@ -334,6 +460,29 @@ fn run_with<const INPUTS: usize>(
         isolated,
         dropout_rounds,
     })
+}
+
+/// Stops the comparison when a hospital's training diverged in `record`:
+/// its update is missing, and the results would compare a broken model.
+fn check_diverged(
+    phase: &'static str,
+    record: &RoundRecord,
+    names: &[String],
+    config: &CompareConfig,
+) -> Result<(), CompareError> {
+    let diverged = record
+        .outcome
+        .participation
+        .iter()
+        .position(|state| matches!(state, Participation::Diverged(_)));
+    match diverged {
+        Some(index) => Err(CompareError::Diverged {
+            phase,
+            site: names[index].clone(),
+            learning_rate: config.train.adam.learning_rate,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Stream of the offline draws, apart from every fedcore stream.
@@ -391,8 +540,10 @@ fn round_line(phase: &str, rounds: u32, record: &RoundRecord, names: &[String]) 
         line.push_str(&format!("; offline: {}", offline.join(", ")));
     }
     for (state, name) in record.outcome.participation.iter().zip(names) {
-        if let Participation::Failed(reason) = state {
-            line.push_str(&format!("; {name} left out: {reason}"));
+        match state {
+            Participation::Failed(reason) => line.push_str(&format!("; {name} left out: {reason}")),
+            Participation::Diverged(_) => line.push_str(&format!("; {name} diverged")),
+            _ => {}
         }
     }
     if record.outcome.kept_previous {
@@ -423,6 +574,13 @@ fn centralized<const INPUTS: usize>(
         trainer
             .train_epoch(&pooled, &mut order)
             .map_err(|error| CompareError::Training(error.to_string()))?;
+    }
+    if trainer.params().first_non_finite().is_some() {
+        return Err(CompareError::Diverged {
+            phase: "centralized",
+            site: "the pooled rows".to_owned(),
+            learning_rate: config.train.adam.learning_rate,
+        });
     }
 
     let mut results = Vec::with_capacity(source.hospitals.len());
@@ -466,8 +624,8 @@ fn largest_shift<const INPUTS: usize>(
     (0..INPUTS)
         .filter(|&column| stats.count[column] > 0)
         .map(|column| {
-            let mean = stats.sum[column] / f64::from(stats.count[column]);
-            let shift = (mean - standardization.mean[column]) / standardization.scale[column];
+            let shift =
+                (stats.mean[column] - standardization.mean[column]) / standardization.scale[column];
             (column, shift)
         })
         .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))

@@ -33,6 +33,9 @@ pub enum DeviceError {
     /// The request is valid but cannot be served in the device's state.
     #[error("{0}")]
     State(String),
+    /// Training made the parameters NaN or infinite.
+    #[error("training diverged at {0}: its parameters became NaN or infinite")]
+    Diverged(String),
 }
 
 /// One simulated hospital: its raw rows, its prepared rows once the
@@ -124,6 +127,9 @@ impl<const INPUTS: usize> Hospital<INPUTS> {
                 self.prepared = prepared;
                 let rows = result?;
                 let params = *self.trainer.params();
+                if params.first_non_finite().is_some() {
+                    return Err(DeviceError::Diverged(self.data.name.clone()));
+                }
                 wire::encode_update(&mut self.buffer, round, id, rows, &params)?
             }
             Frame::Evaluate { .. } => {
@@ -169,16 +175,13 @@ impl<const INPUTS: usize> Hospital<INPUTS> {
 }
 
 /// Computes the statistics of prepared rows, which a hospital sends back
-/// to acknowledge the standardisation. Summed over all hospitals, every
+/// to acknowledge the standardisation. Merged over all hospitals, every
 /// feature then has mean 0 and, unless it is constant, variance close to 1.
 fn prepared_stats<const INPUTS: usize>(rows: &PreparedRows<INPUTS>) -> wire::FeatureStats<INPUTS> {
     let mut stats = wire::FeatureStats::<INPUTS>::default();
     for row in &rows.features {
         for (column, &value) in row.iter().enumerate() {
-            let value = f64::from(value);
-            stats.count[column] += 1;
-            stats.sum[column] += value;
-            stats.sum_squares[column] += value * value;
+            stats.add_value(column, f64::from(value));
         }
     }
     stats

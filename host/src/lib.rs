@@ -5,7 +5,10 @@
 pub mod compare;
 pub mod data;
 pub mod device;
+pub mod json;
+pub mod plot;
 pub mod preprocess;
+pub mod qemu;
 pub mod report;
 pub mod server;
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use fedcore::{AdamConfig, MomentPolicy, TrainConfig};
-use fedcore_host::compare::{self, CompareConfig, CompareError};
+use fedcore_host::compare::{self, CompareConfig, CompareError, Devices};
 use fedcore_host::data::{self, CsvOptions, LabelColumn, Source};
 use fedcore_host::report;
 
@@ -16,6 +16,8 @@ use fedcore_host::report;
 const EXIT_DATA: u8 = 3;
 /// Exit status for a training failure.
 const EXIT_TRAINING: u8 = 4;
+/// Exit status when the JSON report or the plot could not be written.
+const EXIT_OUTPUT: u8 = 5;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +45,18 @@ struct CompareArgs {
     #[arg(long, num_args = 1.., value_name = "PATH")]
     data: Vec<PathBuf>,
 
+    /// Number of built-in synthetic hospitals, from 1 to 64. Three are the
+    /// Keras workflow's 1000, 800 and 600 patients with feature 0 shifted
+    /// by +2.5, 0 and −2.5; more spread the shift from +2.5 to −2.5 and vary
+    /// the sizes from 300 to 1300 patients. Not with --data.
+    #[arg(
+        long,
+        default_value_t = 3,
+        value_name = "COUNT",
+        conflicts_with = "data"
+    )]
+    hospitals: usize,
+
     /// The first line of every file is a header.
     #[arg(long)]
     header: bool,
@@ -51,6 +65,11 @@ struct CompareArgs {
     /// Any non-zero label is positive. [default: the last column]
     #[arg(long, value_name = "COLUMN")]
     label: Option<String>,
+
+    /// Field delimiter of the files: one character, or tab, comma or
+    /// semicolon. [default: ,]
+    #[arg(long, value_name = "CHAR", value_parser = data::parse_delimiter)]
+    delimiter: Option<u8>,
 
     /// Text that marks a missing value, such as '?'. Missing values are
     /// imputed with the federated mean of the training rows.
@@ -86,7 +105,7 @@ struct CompareArgs {
         value_name = "RATE",
         allow_negative_numbers = true
     )]
-    dropout_rate: f32,
+    dropout_rate: f64,
 
     /// Rows per mini-batch.
     #[arg(long, default_value_t = 32, value_name = "ROWS")]
@@ -127,11 +146,31 @@ struct CompareArgs {
     /// Local epochs per client-dropout round.
     #[arg(long, default_value_t = 5, value_name = "EPOCHS")]
     dropout_local_epochs: u16,
+
+    /// Devices of the federated phase: in-process, or qemu to run each
+    /// hospital as Cortex-M4F firmware in its own qemu-system-arm process
+    /// (needs qemu-system-arm, and builds firmware-sim/ with cargo).
+    #[arg(long, default_value = "in-process", value_name = "KIND")]
+    devices: Devices,
+
+    /// Draw the federated learning curve and a bar chart of the final
+    /// accuracies into this file: PNG or SVG, chosen by its extension.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+
+    /// Write the whole report, with every round's metrics per hospital, to
+    /// this file as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 fn load_source(args: &CompareArgs) -> Result<Source, data::DataError> {
     if args.data.is_empty() {
-        return Ok(data::builtin_hospitals(args.seed, args.test_fraction));
+        return Ok(data::builtin_hospitals_n(
+            args.hospitals,
+            args.seed,
+            args.test_fraction,
+        ));
     }
     let label = match &args.label {
         None => LabelColumn::Last,
@@ -146,7 +185,7 @@ fn load_source(args: &CompareArgs) -> Result<Source, data::DataError> {
         missing: args.missing.clone(),
         test_fraction: args.test_fraction,
         seed: args.seed,
-        ..CsvOptions::default()
+        delimiter: args.delimiter.unwrap_or(b','),
     };
     data::load(&args.data, &options)
 }
@@ -156,6 +195,30 @@ fn run_compare(args: &CompareArgs) -> ExitCode {
         eprintln!(
             "error: --test-fraction {} is invalid; use a fraction between 0 and 1, such as 0.2",
             args.test_fraction
+        );
+        return ExitCode::from(2);
+    }
+    if !(1..=data::MAX_BUILTIN_HOSPITALS).contains(&args.hospitals) {
+        eprintln!(
+            "error: --hospitals {} is invalid; use 1 to {} built-in hospitals",
+            args.hospitals,
+            data::MAX_BUILTIN_HOSPITALS
+        );
+        return ExitCode::from(2);
+    }
+    // Settings are f32 in the model; a value that rounds to an invalid one
+    // is named as the user typed it.
+    if args.dropout_rate < 1.0 && args.dropout_rate as f32 >= 1.0 {
+        eprintln!(
+            "error: --dropout-rate {:?} rounds to 1 in single precision; use at most 0.9999999",
+            args.dropout_rate
+        );
+        return ExitCode::from(2);
+    }
+    if args.learning_rate > 0.0 && (args.learning_rate as f32) == 0.0 {
+        eprintln!(
+            "error: --learning-rate {:?} rounds to 0 in single precision; use at least 1e-38",
+            args.learning_rate
         );
         return ExitCode::from(2);
     }
@@ -176,7 +239,7 @@ fn run_compare(args: &CompareArgs) -> ExitCode {
         offline_probability: args.offline_probability,
         train: TrainConfig {
             batch_size: args.batch_size,
-            dropout: args.dropout_rate,
+            dropout: args.dropout_rate as f32,
             adam: AdamConfig {
                 learning_rate: args.learning_rate,
                 ..AdamConfig::default()
@@ -188,6 +251,7 @@ fn run_compare(args: &CompareArgs) -> ExitCode {
             },
         },
         seed: args.seed,
+        devices: args.devices,
     };
 
     if let Err(error) = compare::check(&source, &config) {
@@ -195,38 +259,98 @@ fn run_compare(args: &CompareArgs) -> ExitCode {
         return ExitCode::from(exit_code(&error));
     }
 
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     let header = report::header(&report::HeaderInputs {
         config: &config,
         hospitals: source.hospitals.len(),
         features: source.feature_count(),
     });
-    let _ = write!(out, "{header}");
-    let mut progress = |line: &str| {
-        let _ = writeln!(out, "{line}");
-    };
-    match compare::run(&source, &config, &mut progress) {
+    let mut output = Output::default();
+    output.write(&header);
+    let result = compare::run(&source, &config, &mut |line: &str| output.write_line(line));
+    let status = match result {
         Ok(comparison) => {
-            let _ = write!(std::io::stdout().lock(), "{}", report::render(&comparison));
-            ExitCode::SUCCESS
+            output.write(&report::render(&comparison));
+            write_outputs(args, &comparison)
         }
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::from(exit_code(&error))
         }
+    };
+    match output.failure {
+        // A reader that stopped early, such as `head`, is not an error.
+        Some(error) if error.kind() == std::io::ErrorKind::BrokenPipe => status,
+        Some(error) => {
+            eprintln!("error: failed to write the report to standard output: {error}");
+            ExitCode::from(EXIT_OUTPUT)
+        }
+        None => status,
     }
+}
+
+/// Standard output that remembers its first write error, so that a report
+/// lost to a full disk changes the exit status.
+#[derive(Default)]
+struct Output {
+    failure: Option<std::io::Error>,
+}
+
+impl Output {
+    fn write(&mut self, text: &str) {
+        if self.failure.is_some() {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        if let Err(error) = stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            self.failure = Some(error);
+        }
+    }
+
+    fn write_line(&mut self, line: &str) {
+        self.write(&format!("{line}\n"));
+    }
+}
+
+/// Writes the optional JSON report and plot. A failure to write one still
+/// writes the other, and the text report is already printed.
+fn write_outputs(args: &CompareArgs, comparison: &fedcore_host::compare::Comparison) -> ExitCode {
+    let mut status = ExitCode::SUCCESS;
+    if let Some(path) = &args.json {
+        if let Err(error) = std::fs::write(path, fedcore_host::json::render(comparison)) {
+            eprintln!(
+                "error: failed to write the JSON report to {}: {error}; check that its folder exists and is writable",
+                path.display()
+            );
+            status = ExitCode::from(EXIT_OUTPUT);
+        }
+    }
+    if let Some(path) = &args.plot {
+        if let Err(error) = fedcore_host::plot::draw(comparison, path) {
+            eprintln!("error: {error}");
+            status = ExitCode::from(EXIT_OUTPUT);
+        }
+    }
+    status
 }
 
 /// Maps an error to the exit status: 2 for an invalid setting, as for
 /// other usage errors, 3 for unusable input data, 4 for a training failure.
 fn exit_code(error: &CompareError) -> u8 {
     match error {
-        CompareError::Config(_) | CompareError::OfflineProbability(_) => 2,
+        CompareError::Config(_)
+        | CompareError::OfflineProbability(_)
+        | CompareError::ZeroCount { .. } => 2,
         CompareError::FeatureCount(_)
         | CompareError::NoHospitals
-        | CompareError::EmptyHospital { .. } => EXIT_DATA,
-        CompareError::Setup(_) | CompareError::Training(_) => EXIT_TRAINING,
+        | CompareError::EmptyHospital { .. }
+        | CompareError::EmptyColumn { .. } => EXIT_DATA,
+        CompareError::Setup(_)
+        | CompareError::Training(_)
+        | CompareError::Diverged { .. }
+        | CompareError::Qemu(_) => EXIT_TRAINING,
     }
 }
 

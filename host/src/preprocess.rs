@@ -11,35 +11,23 @@ use fedcore::wire::{FeatureStats, Standardization};
 
 use crate::data::Table;
 
-/// Computes the statistics of the present (non-NaN) values of `table`.
-///
-/// Rows must have exactly `INPUTS` features, which the data layer
-/// guarantees.
+/// Computes the statistics of the present (non-NaN) values of `table`
+/// with fedcore's streaming update, so that a device computing them on
+/// its own rows gets the same bits.
 pub fn feature_stats<const INPUTS: usize>(table: &Table) -> FeatureStats<INPUTS> {
     let mut stats = FeatureStats::<INPUTS>::default();
     for row in &table.features {
-        for (column, &value) in row.iter().enumerate().take(INPUTS) {
-            if value.is_nan() {
-                continue;
-            }
-            stats.count[column] += 1;
-            stats.sum[column] += value;
-            stats.sum_squares[column] += value * value;
-        }
+        stats.add_row(row);
     }
     stats
 }
 
-/// Adds `other` into `total`.
+/// Merges `other` into `total`.
 pub fn add_stats<const INPUTS: usize>(
     total: &mut FeatureStats<INPUTS>,
     other: &FeatureStats<INPUTS>,
 ) {
-    for column in 0..INPUTS {
-        total.count[column] = total.count[column].saturating_add(other.count[column]);
-        total.sum[column] += other.sum[column];
-        total.sum_squares[column] += other.sum_squares[column];
-    }
+    total.merge(other);
 }
 
 /// Why no standardisation could be derived.
@@ -47,7 +35,8 @@ pub fn add_stats<const INPUTS: usize>(
 pub enum StandardizeError {
     /// A feature has no present value in any hospital's training rows.
     #[error(
-        "feature {column} has no value in any hospital's training rows, so it cannot be imputed; drop that column"
+        "feature column {} has no value in any hospital's training rows, so it cannot be imputed; drop that column",
+        .column + 1
     )]
     NoValues {
         /// Zero-based feature column.
@@ -56,34 +45,17 @@ pub enum StandardizeError {
 }
 
 /// Derives the mean and population standard deviation of each of the first
-/// `features` features from summed statistics. A feature whose standard
-/// deviation is 0, or too small to divide by safely, keeps scale 1, so it
-/// is only centred. Padding inputs past `features` get mean 0 and scale 1.
+/// `features` features from merged statistics; see
+/// [`FeatureStats::standardization`].
 pub fn standardization<const INPUTS: usize>(
     total: &FeatureStats<INPUTS>,
     features: usize,
 ) -> Result<Standardization<INPUTS>, StandardizeError> {
-    let mut result = Standardization {
-        mean: [0.0; INPUTS],
-        scale: [1.0; INPUTS],
-    };
-    for column in 0..features.min(INPUTS) {
-        let count = f64::from(total.count[column]);
-        if count == 0.0 {
-            return Err(StandardizeError::NoValues { column });
-        }
-        let mean = total.sum[column] / count;
-        // E[x²] − mean² can come out slightly negative through rounding.
-        let variance = (total.sum_squares[column] / count - mean * mean).max(0.0);
-        let deviation = variance.sqrt();
-        result.mean[column] = mean;
-        result.scale[column] = if deviation > 1e-12 * mean.abs().max(1.0) {
-            deviation
-        } else {
-            1.0
-        };
-    }
-    Ok(result)
+    total
+        .standardization(features)
+        .map_err(|error| StandardizeError::NoValues {
+            column: error.column,
+        })
 }
 
 /// Rows ready for fedcore: standardised `f32` features and 0/1 labels.

@@ -19,6 +19,11 @@ const LABEL_BALANCE_MARGIN: f64 = 0.10;
 /// from the federation's mean is called out as a cause.
 const FEATURE_SHIFT_MARGIN: f64 = 0.5;
 
+/// Rounds to the three decimals the report prints.
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
 fn value(number: Option<f64>) -> String {
     number.map_or_else(|| "n/a".to_owned(), |number| format!("{number:.3}"))
 }
@@ -58,8 +63,15 @@ pub fn header(comparison_inputs: &HeaderInputs<'_>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "fedcore compare: {} hospitals, {} features, seed {}",
-        comparison_inputs.hospitals, comparison_inputs.features, config.seed
+        "fedcore compare: {} {}, {} features, seed {}",
+        comparison_inputs.hospitals,
+        if comparison_inputs.hospitals == 1 {
+            "hospital"
+        } else {
+            "hospitals"
+        },
+        comparison_inputs.features,
+        config.seed
     );
     let features = comparison_inputs.features;
     let width = crate::compare::input_width(features).unwrap_or(features);
@@ -70,7 +82,7 @@ pub fn header(comparison_inputs: &HeaderInputs<'_>) -> String {
     };
     let _ = writeln!(
         out,
-        "model {features}{padding} → {} → {} → 1, dropout {}, Adam learning rate {}, batch {}",
+        "model {features}{padding} → {} → {} → 1, dropout {}, Adam learning rate {:?}, batch {}",
         crate::HIDDEN1,
         crate::HIDDEN2,
         config.train.dropout,
@@ -110,9 +122,16 @@ pub fn render(comparison: &Comparison) -> String {
         out,
         "\nhospitals (rows stay at each hospital; only frames travel)"
     );
+    let name_width = comparison
+        .hospitals
+        .iter()
+        .map(|hospital| hospital.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(22);
     let _ = writeln!(
         out,
-        "  {:<22} {:>6} {:>6} {:>15} {:>8}  largest feature shift",
+        "  {:<name_width$} {:>6} {:>6} {:>15} {:>8}  largest feature shift",
         "hospital", "train", "test", "positive (test)", "imputed"
     );
     for hospital in &comparison.hospitals {
@@ -135,7 +154,7 @@ pub fn render(comparison: &Comparison) -> String {
         );
         let _ = writeln!(
             out,
-            "  {:<22} {:>6} {:>6} {:>15} {:>8}  {shift}",
+            "  {:<name_width$} {:>6} {:>6} {:>15} {:>8}  {shift}",
             hospital.name, hospital.train_rows, hospital.test_rows, positive, hospital.imputed
         );
     }
@@ -206,11 +225,18 @@ fn verdict(
         );
         return;
     };
+    // Differences are taken between the rounded figures, so that they match
+    // what the report shows.
+    let (fed, iso, central) = (round3(fed), round3(iso), round3(central));
+    let relative = if iso > 0.0 {
+        format!("{:+.1}%", 100.0 * (fed - iso) / iso)
+    } else {
+        "relative change undefined at 0".to_owned()
+    };
     let _ = writeln!(
         out,
-        "  federated vs isolated: {fed:.3} vs {iso:.3} ({:+.3}, {:+.1}%)",
-        fed - iso,
-        100.0 * (fed - iso) / iso
+        "  federated vs isolated: {fed:.3} vs {iso:.3} ({:+.3}, {relative})",
+        fed - iso
     );
     let _ = writeln!(
         out,
@@ -220,10 +246,14 @@ fn verdict(
 
     let mut losses = Vec::new();
     for (index, hospital) in comparison.hospitals.iter().enumerate() {
-        let fed = federated[index].as_ref().and_then(Metrics::accuracy);
+        let fed = federated[index]
+            .as_ref()
+            .and_then(Metrics::accuracy)
+            .map(round3);
         let iso = comparison.isolated[index]
             .as_ref()
-            .and_then(Metrics::accuracy);
+            .and_then(Metrics::accuracy)
+            .map(round3);
         if let (Some(fed), Some(iso)) = (fed, iso) {
             if fed + LOSS_MARGIN < iso {
                 losses.push((hospital, fed, iso));

@@ -4,7 +4,7 @@
 use fedcore::wire::{self, FeatureStats, Frame, Standardization};
 use fedcore::{FedAvg, Metrics, Params};
 
-use crate::device::Device;
+use crate::device::{Device, DeviceError};
 use crate::preprocess::{self, StandardizeError};
 use crate::{HIDDEN1, HIDDEN2};
 
@@ -14,6 +14,9 @@ pub enum ReplyError {
     /// The device failed to reply.
     #[error("no reply: {0}")]
     Device(String),
+    /// The device's training diverged, so it has no update to send.
+    #[error("{0}")]
+    Diverged(String),
     /// The reply frame was rejected by the decoder.
     #[error("reply rejected: {0}")]
     Decode(#[from] wire::DecodeError),
@@ -53,6 +56,8 @@ pub enum Participation {
     },
     /// It was asked but its reply was not used.
     Failed(String),
+    /// Its training diverged to NaN or infinity, so it sent no update.
+    Diverged(String),
 }
 
 /// The outcome of one training round.
@@ -116,7 +121,10 @@ impl<const INPUTS: usize> Server<INPUTS> {
     fn send(&mut self, index: usize, length: usize) -> Result<Frame<INPUTS>, ReplyError> {
         let reply = self.devices[index]
             .exchange(&self.buffer[..length])
-            .map_err(|error| ReplyError::Device(error.to_string()))?;
+            .map_err(|error| match error {
+                DeviceError::Diverged(_) => ReplyError::Diverged(error.to_string()),
+                other => ReplyError::Device(other.to_string()),
+            })?;
         let frame = wire::decode(&reply, &mut self.scratch)?;
         let client = frame.header().client;
         if client != Self::client_id(index) {
@@ -251,6 +259,7 @@ impl<const INPUTS: usize> Server<INPUTS> {
                 });
             participation.push(match result {
                 Ok(rows) => Participation::Averaged { rows },
+                Err(error @ ReplyError::Diverged(_)) => Participation::Diverged(error.to_string()),
                 Err(error) => Participation::Failed(error.to_string()),
             });
         }

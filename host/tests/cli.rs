@@ -88,3 +88,96 @@ fn small_run_succeeds_and_prints_verdict() {
     assert!(text.contains("federated round  2/2"), "{text}");
     assert!(text.contains("\nverdict\n"), "{text}");
 }
+
+#[test]
+fn zero_counts_are_usage_errors() {
+    for option in [
+        "--rounds",
+        "--local-epochs",
+        "--epochs",
+        "--dropout-rounds",
+        "--dropout-local-epochs",
+    ] {
+        let output = run(&["compare", option, "0"]);
+        assert_eq!(output.status.code(), Some(2), "{option}");
+        assert!(
+            stderr(&output).contains(&format!("{option} 0 is invalid")),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn diverged_training_is_a_training_failure() {
+    let output = run(&["compare", "--learning-rate", "1e30", "--rounds", "2"]);
+    assert_eq!(output.status.code(), Some(4));
+    let message = stderr(&output);
+    assert!(message.contains("diverged"), "{message}");
+    assert!(message.contains("--learning-rate"), "{message}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!text.contains("NaN"), "{text}");
+}
+
+#[test]
+fn full_disk_is_an_output_error() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return;
+    };
+    let output = Command::new(env!("CARGO_BIN_EXE_fedcore-host"))
+        .args([
+            "compare",
+            "--rounds",
+            "1",
+            "--epochs",
+            "1",
+            "--dropout-rounds",
+            "1",
+        ])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(5));
+    assert!(stderr(&output).contains("failed to write the report"));
+}
+
+#[test]
+fn hospitals_option_sets_the_count() {
+    let output = run(&[
+        "compare",
+        "--hospitals",
+        "5",
+        "--rounds",
+        "1",
+        "--epochs",
+        "1",
+        "--dropout-rounds",
+        "1",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.starts_with("fedcore compare: 5 hospitals"), "{text}");
+    let output = run(&["compare", "--hospitals", "65"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = run(&["compare", "--hospitals", "2", "--data", "x.csv"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn column_without_values_is_a_data_error() {
+    let folder = tempfile::tempdir().unwrap();
+    for name in ["a.csv", "b.csv"] {
+        std::fs::write(folder.path().join(name), "?,1,0\n?,2,1\n?,3,0\n?,4,1\n").unwrap();
+    }
+    let output = run(&[
+        "compare",
+        "--data",
+        folder.path().to_str().unwrap(),
+        "--missing",
+        "?",
+    ]);
+    assert_eq!(output.status.code(), Some(3));
+    let message = stderr(&output);
+    assert!(message.contains("feature column 1 (f0)"), "{message}");
+    assert!(output.stdout.is_empty());
+}

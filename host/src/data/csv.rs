@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::delimiter::suggest_delimiter;
 use super::error::{DataError, NonNumericHint};
-use super::random::{derive_seed, SeedStream};
-use super::split::{check_test_fraction, split, test_size};
-use super::{default_feature_names, HospitalData, Source, Table, MAX_FEATURES};
+use super::random::derive_split_seed;
+use super::split::{check_test_fraction, min_rows_to_split, split, test_size};
+use super::{default_feature_names, HospitalData, Source, Table, MAX_ABS_VALUE, MAX_FEATURES};
 
 /// Column that contains the label.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,12 +32,14 @@ pub struct CsvOptions {
     /// Missing-value marker, such as `?`. A field equal to it after trimming
     /// becomes `NaN`. With `None`, every feature field must be a number.
     pub missing: Option<String>,
-    /// Field delimiter byte.
+    /// Field delimiter byte. [`parse_delimiter`](super::parse_delimiter)
+    /// parses its command-line spelling.
     pub delimiter: u8,
     /// Fraction of rows that go to the test set when a file is split, in
     /// (0, 1).
     pub test_fraction: f64,
-    /// Run seed from which each split hospital's split seed is derived.
+    /// Run seed from which each split hospital's split seed is derived,
+    /// together with the hospital's name.
     pub seed: u64,
 }
 
@@ -64,23 +67,31 @@ impl Default for CsvOptions {
 /// Files `<stem>_train.<ext>` and `<stem>_test.<ext>` in one folder form one
 /// hospital named `<stem>` that keeps that split, with rows in file order.
 /// Every other file is one hospital named after its file stem and split with
-/// [`split`]. The split seed of hospital `i` (0-based, in load order) is
-/// `derive_seed(options.seed, SeedStream::Split, i)`; see [`derive_seed`].
-/// Hospitals are ordered by their first file in input order.
+/// [`split`], with the split seed `derive_split_seed(options.seed, name)`
+/// (see [`derive_split_seed`]). Its test rows therefore depend on its rows,
+/// its name, the run seed and the test fraction, but not on the other input
+/// files or their order. Hospitals are ordered by their first file in input
+/// order.
 ///
-/// A label field that parses as 0 is label 0, and any other number is
-/// label 1. Feature fields that equal `options.missing` become `NaN` and are
-/// counted in [`Source::missing`].
+/// Lines that are empty or contain only whitespace are skipped. A label
+/// field that parses as 0 is label 0, and any other number is label 1.
+/// Feature fields that equal `options.missing` become `NaN` and are counted
+/// in [`Source::missing`]. A feature value must not exceed
+/// [`MAX_ABS_VALUE`] in magnitude.
 ///
 /// # Errors
 /// Returns a [`DataError`] that names the file, and the line and column
 /// where they apply, for:
 /// - a test fraction outside (0, 1), or no paths;
 /// - a missing or unreadable path, or a folder without data files;
+/// - a file or folder given twice, also through different spellings or a
+///   folder that contains a given file;
 /// - a `_train` or `_test` file without its partner, or a repeated
 ///   hospital name;
-/// - a file without data rows, or a row with a different number of fields;
-/// - a field that is not a finite number, or a missing label;
+/// - a file without data rows, a field that is not UTF-8, or a row with a
+///   different number of fields;
+/// - a field that is not a finite number, a feature value above
+///   [`MAX_ABS_VALUE`] in magnitude, or a missing or empty label;
 /// - a label column that is out of range, not in the header, or named
 ///   without a header;
 /// - no feature column, more than [`MAX_FEATURES`], or a feature count or
@@ -104,7 +115,7 @@ pub fn load(paths: &[PathBuf], options: &CsvOptions) -> Result<Source, DataError
     let mut reference: Option<Layout> = None;
     let mut hospitals = Vec::with_capacity(plans.len());
     let mut missing = Vec::with_capacity(plans.len());
-    for (index, plan) in plans.into_iter().enumerate() {
+    for plan in plans {
         let (train, test, missing_cells) = match plan.files {
             HospitalFiles::Single(path) => {
                 let parsed = read_file(&path, options)?;
@@ -120,7 +131,9 @@ pub fn load(paths: &[PathBuf], options: &CsvOptions) -> Result<Source, DataError
                         test_fraction: fraction,
                     });
                 }
-                let seed = derive_seed(options.seed, SeedStream::Split, index);
+                // The seed comes from the name, not the position, so that
+                // other input files cannot change this hospital's split.
+                let seed = derive_split_seed(options.seed, &plan.name);
                 let (train, test) =
                     split(parsed.table.features, parsed.table.labels, fraction, seed);
                 (train, test, parsed.missing)
@@ -152,46 +165,65 @@ pub fn load(paths: &[PathBuf], options: &CsvOptions) -> Result<Source, DataError
     })
 }
 
-/// Returns the smallest row count that `split` divides into at least one
-/// training row and one test row at `test_fraction`, which is in (0, 1).
-fn min_rows_to_split(test_fraction: f64) -> usize {
-    // Both sets are non-empty once rows * (1 - fraction) >= 1, and that
-    // condition only gets easier as rows grow, so search upward from just
-    // below the bound. The margin of 2 absorbs rounding in the division.
-    let bound = (1.0 / (1.0 - test_fraction)).floor() as usize;
-    (bound.saturating_sub(2).max(2)..)
-        .find(|&rows| {
-            let test_rows = test_size(rows, test_fraction);
-            test_rows >= 1 && test_rows < rows
-        })
-        .expect("a large enough row count always splits")
-}
-
-/// Expands `paths` into the list of input files, in input order.
+/// Expands `paths` into the list of input files, in input order, and
+/// rejects a file or folder that is given twice.
 fn list_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
+    // Keys are canonical paths, so that differently spelled paths to one
+    // file or folder count as the same. Values are the input paths.
+    let mut inputs: HashMap<PathBuf, &PathBuf> = HashMap::new();
+    let mut file_inputs: HashMap<PathBuf, &PathBuf> = HashMap::new();
     let mut files = Vec::new();
     for path in paths {
         let metadata = std::fs::metadata(path).map_err(|source| io_error(path, source))?;
-        if !metadata.is_dir() {
-            files.push(path.clone());
-            continue;
+        if let Some(first) = inputs.insert(canonical(path), path) {
+            return Err(DataError::RepeatedPath {
+                path: path.clone(),
+                first: first.clone(),
+            });
         }
 
-        let entries = std::fs::read_dir(path).map_err(|source| io_error(path, source))?;
-        let mut found = Vec::new();
-        for entry in entries {
-            let entry_path = entry.map_err(|source| io_error(path, source))?.path();
-            if entry_path.is_file() && has_data_extension(&entry_path) {
-                found.push(entry_path);
+        let listed = if metadata.is_dir() {
+            list_folder(path)?
+        } else {
+            vec![path.clone()]
+        };
+        for file in listed {
+            if let Some(first) = file_inputs.insert(canonical(&file), path) {
+                return Err(DataError::RepeatedFile {
+                    path: file,
+                    first: first.clone(),
+                    second: path.clone(),
+                });
             }
+            files.push(file);
         }
-        if found.is_empty() {
-            return Err(DataError::NoInputFiles { path: path.clone() });
-        }
-        found.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-        files.extend(found);
     }
     Ok(files)
+}
+
+/// Lists the data files of the folder `path`, sorted by file name.
+fn list_folder(path: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let entries = std::fs::read_dir(path).map_err(|source| io_error(path, source))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry_path = entry.map_err(|source| io_error(path, source))?.path();
+        if entry_path.is_file() && has_data_extension(&entry_path) {
+            found.push(entry_path);
+        }
+    }
+    if found.is_empty() {
+        return Err(DataError::NoInputFiles {
+            path: path.to_path_buf(),
+        });
+    }
+    found.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(found)
+}
+
+/// Returns the canonical form of `path`, or `path` itself when it cannot be
+/// resolved.
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn has_data_extension(path: &Path) -> bool {
@@ -215,8 +247,9 @@ fn io_error(path: &Path, source: std::io::Error) -> DataError {
     }
 }
 
-/// Wraps an error of the csv crate. The reader reads from memory, so the
-/// error is malformed input such as invalid UTF-8, never an I/O failure.
+/// Wraps an error of the csv crate. With byte records read from memory and
+/// `flexible` set, csv 1.4 raises none, so this only guards against other
+/// versions. `decode_fields` reports invalid UTF-8.
 fn csv_error(path: &Path, source: csv::Error) -> DataError {
     DataError::Csv {
         path: path.to_path_buf(),
@@ -242,11 +275,8 @@ struct HospitalPlan {
 fn plan_hospitals(files: &[PathBuf]) -> Result<Vec<HospitalPlan>, DataError> {
     // Canonical paths let a partner match although the two files were
     // reached through differently spelled paths.
-    let canonical: Vec<PathBuf> = files
-        .iter()
-        .map(|path| std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()))
-        .collect();
-    let position: HashMap<&PathBuf, usize> = canonical
+    let canonical_paths: Vec<PathBuf> = files.iter().map(|path| canonical(path)).collect();
+    let position: HashMap<&PathBuf, usize> = canonical_paths
         .iter()
         .enumerate()
         .map(|(index, path)| (path, index))
@@ -274,7 +304,7 @@ fn plan_hospitals(files: &[PathBuf]) -> Result<Vec<HospitalPlan>, DataError> {
             partner_name.push_str(&extension.to_string_lossy());
         }
         let partner = path.with_file_name(&partner_name);
-        let partner_canonical = canonical[index].with_file_name(&partner_name);
+        let partner_canonical = canonical_paths[index].with_file_name(&partner_name);
         let Some(&partner_index) = position.get(&partner_canonical) else {
             return Err(DataError::MissingPartner {
                 path: path.clone(),
@@ -397,6 +427,15 @@ impl Columns {
     /// the header row when `options.header` is set.
     fn resolve(path: &Path, first_row: &[&str], options: &CsvOptions) -> Result<Self, DataError> {
         let fields = first_row.len();
+        // One field leaves no room for a feature, whatever the label column.
+        // It usually means that the file uses another delimiter.
+        if fields == 1 {
+            return Err(DataError::NoFeatureColumns {
+                path: path.to_path_buf(),
+                suggested_delimiter: suggest_delimiter(first_row[0], options.delimiter),
+            });
+        }
+
         let label = match &options.label {
             LabelColumn::Last => fields - 1,
             LabelColumn::Index(index) => {
@@ -420,11 +459,6 @@ impl Columns {
         };
 
         let features = fields - 1;
-        if features == 0 {
-            return Err(DataError::NoFeatureColumns {
-                path: path.to_path_buf(),
-            });
-        }
         if features > MAX_FEATURES {
             return Err(DataError::TooManyFeatures {
                 path: path.to_path_buf(),
@@ -461,13 +495,19 @@ fn read_file(path: &Path, options: &CsvOptions) -> Result<ParsedFile, DataError>
     let mut header = None;
     let mut table = Table::default();
     let mut missing = 0;
-    let mut record = csv::StringRecord::new();
+    // Byte records let invalid UTF-8 be reported with its line and column.
+    let mut record = csv::ByteRecord::new();
     while reader
-        .read_record(&mut record)
+        .read_byte_record(&mut record)
         .map_err(|source| csv_error(path, source))?
     {
         let line = lines.line_of(record.position().map_or(0, csv::Position::byte));
-        let fields: Vec<&str> = record.iter().map(clean).collect();
+        let fields = decode_fields(path, line, &record)?;
+        // The csv crate skips empty lines, and whitespace-only lines are
+        // skipped here like them.
+        if fields.len() == 1 && fields[0].is_empty() {
+            continue;
+        }
 
         let first_row = columns.is_none();
         if first_row {
@@ -493,6 +533,7 @@ fn read_file(path: &Path, options: &CsvOptions) -> Result<ParsedFile, DataError>
             path,
             line,
             marker,
+            delimiter: options.delimiter,
             // A header row never gets here, so the first row is data.
             first_row_of_headerless_file: first_row,
         };
@@ -514,6 +555,26 @@ fn read_file(path: &Path, options: &CsvOptions) -> Result<ParsedFile, DataError>
         },
         missing,
     })
+}
+
+/// Decodes the fields of `record` as UTF-8 and trims them with [`clean`].
+fn decode_fields<'a>(
+    path: &Path,
+    line: u64,
+    record: &'a csv::ByteRecord,
+) -> Result<Vec<&'a str>, DataError> {
+    record
+        .iter()
+        .enumerate()
+        .map(|(index, field)| match std::str::from_utf8(field) {
+            Ok(text) => Ok(clean(text)),
+            Err(_) => Err(DataError::InvalidUtf8 {
+                path: path.to_path_buf(),
+                line,
+                column: index + 1,
+            }),
+        })
+        .collect()
 }
 
 /// Physical line numbers of byte offsets in a file.
@@ -559,6 +620,7 @@ struct RowContext<'a> {
     path: &'a Path,
     line: u64,
     marker: Option<&'a str>,
+    delimiter: u8,
     first_row_of_headerless_file: bool,
 }
 
@@ -592,6 +654,16 @@ fn parse_row(
     for (index, &field) in fields.iter().enumerate() {
         let is_marker = row.marker == Some(field);
         if index == columns.label {
+            // A trailing delimiter adds an empty last field, which becomes
+            // the label when the label is the last column.
+            if field.is_empty() && index + 1 == fields.len() {
+                return Err(DataError::TrailingDelimiter {
+                    path: row.path.to_path_buf(),
+                    line: row.line,
+                    column: index + 1,
+                    delimiter: row.delimiter,
+                });
+            }
             if is_marker {
                 return Err(DataError::MissingLabel {
                     path: row.path.to_path_buf(),
@@ -612,20 +684,48 @@ fn parse_row(
             continue;
         }
         match field.parse::<f64>() {
-            Ok(value) if value.is_finite() => values.push(value),
-            _ => {
-                let hint = match row.marker {
-                    Some(marker) => NonNumericHint::UseMarker(marker.to_owned()),
-                    None => NonNumericHint::SetMarker,
-                };
-                return Err(non_numeric(index, hint));
+            Ok(value) if value.abs() <= MAX_ABS_VALUE => values.push(value),
+            Ok(value) if value.is_finite() => {
+                return Err(DataError::ValueTooLarge {
+                    path: row.path.to_path_buf(),
+                    line: row.line,
+                    column: index + 1,
+                    value: field.to_owned(),
+                });
             }
+            // Infinities and NaN get here, and so does text.
+            _ => return Err(non_numeric(index, feature_hint(field, row.marker))),
         }
     }
 
     table.features.push(values);
     table.labels.push(label);
     Ok(())
+}
+
+/// Chooses the advice for a feature value that is not a finite number.
+fn feature_hint(value: &str, marker: Option<&str>) -> NonNumericHint {
+    // Text with letters that parses as a float is "inf" or "NaN", which may
+    // mark missing values, so only other text counts as a category.
+    let is_category = value.chars().any(char::is_alphabetic)
+        && value.parse::<f64>().is_err()
+        && !looks_like_marker(value);
+    match (is_category, marker) {
+        (true, marker) => NonNumericHint::Category {
+            marker: marker.map(str::to_owned),
+        },
+        (false, Some(marker)) => NonNumericHint::UseMarker(marker.to_owned()),
+        (false, None) => NonNumericHint::SetMarker,
+    }
+}
+
+/// Returns true for common missing-value markers. These are text without
+/// letters or digits, such as `?`, `-`, `.` or an empty field, and `NA`,
+/// `N/A` and `NULL` in any case.
+fn looks_like_marker(value: &str) -> bool {
+    let words = ["na", "n/a", "null"];
+    !value.chars().any(char::is_alphanumeric)
+        || words.iter().any(|word| value.eq_ignore_ascii_case(word))
 }
 
 #[cfg(test)]

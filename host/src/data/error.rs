@@ -1,8 +1,9 @@
 //! Errors of the data layer, each with the path, position and fix.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::MAX_FEATURES;
+use super::delimiter::delimiter_argument;
+use super::{MAX_ABS_VALUE, MAX_FEATURES};
 
 /// Error raised while loading hospital data.
 ///
@@ -30,6 +31,16 @@ pub enum DataError {
     Csv { path: PathBuf, source: csv::Error },
 
     #[error(
+        "{}, line {line}, column {column}: the field is not valid UTF-8 text; save the file as UTF-8",
+        .path.display()
+    )]
+    InvalidUtf8 {
+        path: PathBuf,
+        line: u64,
+        column: usize,
+    },
+
+    #[error(
         "folder {} contains no .csv or .data files; add hospital files to it or pass the files directly",
         .path.display()
     )]
@@ -40,6 +51,23 @@ pub enum DataError {
         .path.display(), .partner.display(), .path.display()
     )]
     MissingPartner { path: PathBuf, partner: PathBuf },
+
+    /// Two input paths name the same file or folder. `first` is the earlier
+    /// spelling, which equals `path` when the same text is given twice.
+    #[error("{}", repeated_path_message(.path, .first))]
+    RepeatedPath { path: PathBuf, first: PathBuf },
+
+    /// A file is reached through two different input paths, such as a folder
+    /// and a file inside it.
+    #[error(
+        "file {} is given twice, through both {} and {}; pass it once",
+        .path.display(), .first.display(), .second.display()
+    )]
+    RepeatedFile {
+        path: PathBuf,
+        first: PathBuf,
+        second: PathBuf,
+    },
 
     #[error(
         "hospital name '{name}' comes from both {} and {}; rename one of the files",
@@ -78,6 +106,17 @@ pub enum DataError {
     },
 
     #[error(
+        "{}, line {line}, column {column}: '{value}' is larger in magnitude than {MAX_ABS_VALUE:e}, the limit that keeps the federated statistics from overflowing; rescale the column, e.g. to other units",
+        .path.display()
+    )]
+    ValueTooLarge {
+        path: PathBuf,
+        line: u64,
+        column: usize,
+        value: String,
+    },
+
+    #[error(
         "{}, line {line}, column {column}: the label is missing; fill it in or remove the row",
         .path.display()
     )]
@@ -87,11 +126,26 @@ pub enum DataError {
         column: usize,
     },
 
+    /// The label is the last field, and it is empty because the row ends
+    /// with the delimiter.
     #[error(
-        "{} has only the label column and no feature columns; add feature columns or check the delimiter",
-        .path.display()
+        "{}, line {line}, column {column}: the label is empty because the line ends with a {}; remove trailing delimiters, or fill in the label",
+        .path.display(), delimiter_argument(*.delimiter)
     )]
-    NoFeatureColumns { path: PathBuf },
+    TrailingDelimiter {
+        path: PathBuf,
+        line: u64,
+        column: usize,
+        delimiter: u8,
+    },
+
+    /// The first row has one field. `suggested_delimiter` is a common
+    /// delimiter that the row contains, if any.
+    #[error("{}", no_feature_columns_message(.path, *.suggested_delimiter))]
+    NoFeatureColumns {
+        path: PathBuf,
+        suggested_delimiter: Option<u8>,
+    },
 
     #[error(
         "{} has {found} feature columns, but the maximum is {MAX_FEATURES}; remove columns",
@@ -166,10 +220,15 @@ pub enum NonNumericHint {
     /// The first row of a file read without a header has no numeric field,
     /// so it is probably a header row.
     HeaderRow,
-    /// No missing-value marker is set, and the value may be meant as one.
+    /// No missing-value marker is set, and the value is not a category
+    /// name, so it may be meant as a marker.
     SetMarker,
     /// A missing-value marker is set, and the value is not it.
     UseMarker(String),
+    /// The value contains letters and is not a usual missing-value marker,
+    /// so it is probably a category name. `marker` is the missing-value
+    /// marker, if one is set.
+    Category { marker: Option<String> },
     /// The value is in the label column, where missing values are not allowed.
     Label,
 }
@@ -194,11 +253,48 @@ fn non_numeric_message(value: &str, hint: &NonNumericHint) -> String {
         NonNumericHint::UseMarker(marker) => {
             format!("fix the value, or write a missing value as the marker '{marker}'")
         }
+        NonNumericHint::Category { marker: None } => format!(
+            "the column must be numeric, so encode categories as numbers such as 0 and 1, or pass --missing '{value}' if '{value}' marks a missing value"
+        ),
+        NonNumericHint::Category {
+            marker: Some(marker),
+        } => format!(
+            "the column must be numeric, so encode categories as numbers such as 0 and 1, and write a missing value as the marker '{marker}'"
+        ),
         NonNumericHint::Label => {
             "a label must be 0 (negative) or another number (positive), so fix the value or remove the row".to_owned()
         }
     };
     format!("{problem}; {advice}")
+}
+
+/// Builds the message of [`DataError::RepeatedPath`].
+fn repeated_path_message(path: &Path, first: &Path) -> String {
+    // `Path` equality ignores `.` components, so compare the text.
+    if path.as_os_str() == first.as_os_str() {
+        format!("input path {} is given twice; pass it once", path.display())
+    } else {
+        format!(
+            "input paths {} and {} are the same file or folder, so it is given twice; pass it once",
+            first.display(),
+            path.display()
+        )
+    }
+}
+
+/// Builds the message of [`DataError::NoFeatureColumns`].
+fn no_feature_columns_message(path: &Path, suggested_delimiter: Option<u8>) -> String {
+    let problem = format!(
+        "{} has only the label column and no feature columns",
+        path.display()
+    );
+    match suggested_delimiter {
+        Some(delimiter) => {
+            let argument = delimiter_argument(delimiter);
+            format!("{problem}, but its first row contains a {argument}; pass --delimiter {argument} if the file uses that delimiter")
+        }
+        None => format!("{problem}; add feature columns or check the delimiter"),
+    }
 }
 
 /// Formats names as `'a', 'b', 'c'`.

@@ -250,6 +250,43 @@ pub fn builtin_hospitals(seed: u64, test_fraction: f64) -> Source {
     )
 }
 
+/// Maximum number of built-in hospitals.
+pub const MAX_BUILTIN_HOSPITALS: usize = 64;
+
+/// Returns the patients per hospital and the feature-0 shifts of `count`
+/// built-in hospitals.
+///
+/// Three hospitals are exactly [`BUILTIN_SIZES`] and [`BUILTIN_SHIFTS`].
+/// For any count the shifts spread evenly from +2.5 at the first hospital to
+/// −2.5 at the last (0 for one hospital). Sizes start 1000, 800, 600 and
+/// then vary between 300 and 1300 patients, as real sites of one network
+/// vary.
+pub fn builtin_plan(count: usize) -> (Vec<usize>, Vec<f64>) {
+    let sizes = (0..count)
+        .map(|index| match BUILTIN_SIZES.get(index) {
+            Some(&size) => size,
+            None => 300 + (index * 7) % 11 * 100,
+        })
+        .collect();
+    let shifts = (0..count)
+        .map(|index| {
+            if count == 1 {
+                0.0
+            } else {
+                2.5 - 5.0 * index as f64 / (count - 1) as f64
+            }
+        })
+        .collect();
+    (sizes, shifts)
+}
+
+/// Generates `count` built-in hospitals, laid out by [`builtin_plan`].
+/// `count` must be from 1 to [`MAX_BUILTIN_HOSPITALS`].
+pub fn builtin_hospitals_n(count: usize, seed: u64, test_fraction: f64) -> Source {
+    let (sizes, shifts) = builtin_plan(count);
+    generate_hospitals(count, &sizes, &shifts, seed, test_fraction)
+}
+
 /// Generates `count` independent hospitals with the default
 /// [`Classification`] settings.
 ///
@@ -352,6 +389,24 @@ mod tests {
                 (class_mean(1) - class_mean(0)).abs() / variance.sqrt()
             })
             .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn builtin_plan_keeps_three_and_spreads_more() {
+        let (sizes, shifts) = builtin_plan(3);
+        assert_eq!(sizes, BUILTIN_SIZES);
+        assert_eq!(shifts, BUILTIN_SHIFTS);
+        let (sizes, shifts) = builtin_plan(5);
+        assert_eq!(sizes[..3], BUILTIN_SIZES);
+        assert_eq!(shifts, [2.5, 1.25, 0.0, -1.25, -2.5]);
+        let (sizes, _) = builtin_plan(16);
+        assert!(
+            sizes.iter().all(|&size| (300..=1300).contains(&size)),
+            "{sizes:?}"
+        );
+        let distinct: std::collections::BTreeSet<_> = sizes.iter().collect();
+        assert!(distinct.len() >= 8, "{sizes:?}");
+        assert_eq!(builtin_plan(1).1, [0.0]);
     }
 
     #[test]

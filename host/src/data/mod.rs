@@ -6,25 +6,38 @@
 //!
 //! Every [`Source`] returned by this module keeps three invariants. All rows
 //! of all hospitals have the same number of features, between 1 and
-//! [`MAX_FEATURES`]. Every feature value is finite unless it is missing, and
-//! then it is `NaN`. Every label is 0 or 1.
+//! [`MAX_FEATURES`]. Every feature value is finite and at most
+//! [`MAX_ABS_VALUE`] in magnitude unless it is missing, and then it is `NaN`.
+//! Every label is 0 or 1.
 
 mod csv;
+mod delimiter;
 mod error;
 mod generator;
 mod random;
 mod split;
 
 pub use self::csv::{load, CsvOptions, LabelColumn};
+pub use self::delimiter::parse_delimiter;
 pub use self::error::{DataError, NonNumericHint};
 pub use self::generator::{
-    builtin_hospitals, generate_hospitals, Classification, BUILTIN_SHIFTS, BUILTIN_SIZES,
+    builtin_hospitals, builtin_hospitals_n, builtin_plan, generate_hospitals, Classification,
+    BUILTIN_SHIFTS, BUILTIN_SIZES, MAX_BUILTIN_HOSPITALS,
 };
-pub use self::random::{derive_seed, SeedStream};
-pub use self::split::{check_test_fraction, split, test_size};
+pub use self::random::{derive_seed, derive_split_seed, SeedStream};
+pub use self::split::{check_test_fraction, min_rows_to_split, split, test_size};
 
 /// Maximum number of feature columns, fixed by the model's input width.
 pub const MAX_FEATURES: usize = 64;
+
+/// Maximum magnitude of a feature value. [`load`] rejects a CSV feature
+/// value above it, and leaves labels unbounded.
+///
+/// The federated statistics square deviations from the mean. Two values
+/// within this bound differ by at most 2e100, whose square is 4e200, so
+/// even summed over 2^32 rows (the largest count the statistics keep) the
+/// result stays far below `f64::MAX`, about 1.8e308.
+pub const MAX_ABS_VALUE: f64 = 1e100;
 
 /// Rows of raw features with one binary label per row.
 #[derive(Debug, Clone, Default, PartialEq)]

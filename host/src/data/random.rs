@@ -17,8 +17,11 @@ use rand_chacha::ChaCha8Rng;
 pub enum SeedStream {
     /// Seed of a built-in hospital's data generator.
     Generator = 1,
-    /// Seed of a hospital's train/test split.
+    /// Seed of a built-in hospital's train/test split.
     Split = 2,
+    /// Seed of a CSV hospital's train/test split, chosen by the hospital's
+    /// name as [`derive_split_seed`] describes.
+    SplitByName = 3,
 }
 
 /// Derives the seed for hospital `index` (0-based) and one `purpose` from the
@@ -32,6 +35,32 @@ pub fn derive_seed(seed: u64, purpose: SeedStream, index: usize) -> u64 {
     // The word position counts 32-bit words, and one u64 output takes two.
     rng.set_word_pos(2 * index as u128);
     rng.next_u64()
+}
+
+/// Derives the split seed of the CSV hospital called `hospital_name` from
+/// the run seed.
+///
+/// The result is the output of `ChaCha8Rng::seed_from_u64(seed)` on stream
+/// [`SeedStream::SplitByName`] at the position given by the FNV-1a 64-bit
+/// hash of the name's UTF-8 bytes. It depends on the run seed and the name
+/// only, so a hospital keeps its split when other files are added, removed
+/// or reordered.
+pub fn derive_split_seed(seed: u64, hospital_name: &str) -> u64 {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(SeedStream::SplitByName as u64);
+    // Two 32-bit words per u64 output, as in `derive_seed`.
+    rng.set_word_pos(2 * u128::from(fnv1a_64(hospital_name.as_bytes())));
+    rng.next_u64()
+}
+
+/// Hashes `bytes` with 64-bit FNV-1a, using the standard 64-bit offset
+/// basis and prime.
+fn fnv1a_64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    })
 }
 
 /// ChaCha8 generator with the few distributions the data layer needs.
@@ -145,6 +174,23 @@ mod tests {
         let mut sorted = first.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn fnv1a_matches_reference_values() {
+        assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn derive_split_seed_uses_name_and_seed() {
+        let seed = derive_split_seed(42, "cleveland");
+
+        assert_eq!(seed, derive_split_seed(42, "cleveland"));
+        assert_ne!(seed, derive_split_seed(42, "hungarian"));
+        assert_ne!(seed, derive_split_seed(43, "cleveland"));
+        assert_ne!(seed, derive_seed(42, SeedStream::Split, 0));
     }
 
     #[test]

@@ -27,6 +27,28 @@ pub fn test_size(rows: usize, test_fraction: f64) -> usize {
     size.min(rows)
 }
 
+/// Returns the smallest row count that [`split`] divides into at least one
+/// training row and one test row at `test_fraction`, which is in (0, 1).
+///
+/// # Panics
+/// Panics if `test_fraction` is not in (0, 1).
+pub fn min_rows_to_split(test_fraction: f64) -> usize {
+    assert!(
+        test_fraction > 0.0 && test_fraction < 1.0,
+        "test fraction {test_fraction} is outside (0, 1)"
+    );
+    // Both sets are non-empty once rows * (1 - fraction) >= 1, and that
+    // condition only gets easier as rows grow, so search upward from just
+    // below the bound. The margin of 2 absorbs rounding in the division.
+    let bound = (1.0 / (1.0 - test_fraction)).floor() as usize;
+    (bound.saturating_sub(2).max(2)..)
+        .find(|&rows| {
+            let test_rows = test_size(rows, test_fraction);
+            test_rows >= 1 && test_rows < rows
+        })
+        .expect("a large enough row count always splits")
+}
+
 /// Splits rows into a training table and a test table, returned in that
 /// order.
 ///
@@ -115,6 +137,31 @@ mod tests {
         assert_eq!(test_size(1, 0.2), 1);
         assert_eq!(test_size(5, 0.0), 0);
         assert_eq!(test_size(5, 1.0), 5);
+    }
+
+    #[test]
+    fn min_rows_matches_split_sizes() {
+        for fraction in [0.01, 0.2, 0.5, 0.75, 0.9, 0.999] {
+            let min_rows = min_rows_to_split(fraction);
+            let splits = |rows: usize| {
+                let test_rows = test_size(rows, fraction);
+                test_rows >= 1 && test_rows < rows
+            };
+
+            assert!(splits(min_rows), "fraction {fraction}: {min_rows} rows");
+            assert!(
+                !splits(min_rows - 1),
+                "fraction {fraction}: {min_rows} rows"
+            );
+        }
+    }
+
+    #[test]
+    fn min_rows_for_builtin_fraction() {
+        // At 0.999 every hospital smaller than 1000 rows, such as the
+        // built-in one of 600, gets no training row.
+        assert_eq!(min_rows_to_split(0.999), 1000);
+        assert_eq!(min_rows_to_split(0.2), 2);
     }
 
     #[test]

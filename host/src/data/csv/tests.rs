@@ -274,12 +274,88 @@ fn same_file_twice_rejected() {
     let dir = TempDir::new().unwrap();
     let path = write(dir.path(), "site.csv", "1,2,0\n3,4,1\n");
 
-    let error = load(&[path.clone(), path], &CsvOptions::default()).unwrap_err();
+    let error = load(&[path.clone(), path.clone()], &CsvOptions::default()).unwrap_err();
 
+    match &error {
+        DataError::RepeatedPath {
+            path: reported,
+            first,
+        } => {
+            assert_eq!(reported, &path);
+            assert_eq!(first, &path);
+        }
+        other => panic!("expected RepeatedPath, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(message.contains("site.csv is given twice"), "{message}");
+    assert!(message.contains("pass it once"), "{message}");
+    assert!(!message.contains("rename"), "{message}");
+}
+
+#[test]
+fn same_folder_twice_rejected() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "site.csv", "1,2,0\n3,4,1\n");
+    let folder = dir.path().to_path_buf();
+
+    let error = load(&[folder.clone(), folder.clone()], &CsvOptions::default()).unwrap_err();
+
+    match &error {
+        DataError::RepeatedPath { path, .. } => assert_eq!(path, &folder),
+        other => panic!("expected RepeatedPath, got {other:?}"),
+    }
+    assert!(error.to_string().contains("is given twice"), "{error}");
+}
+
+#[test]
+fn same_file_two_spellings_rejected() {
+    let dir = TempDir::new().unwrap();
+    let path = write(dir.path(), "site.csv", "1,2,0\n3,4,1\n");
+    let other_spelling = dir.path().join(".").join("site.csv");
+
+    let error = load(
+        &[path.clone(), other_spelling.clone()],
+        &CsvOptions::default(),
+    )
+    .unwrap_err();
+
+    match &error {
+        DataError::RepeatedPath {
+            path: reported,
+            first,
+        } => {
+            assert_eq!(reported, &other_spelling);
+            assert_eq!(first, &path);
+        }
+        other => panic!("expected RepeatedPath, got {other:?}"),
+    }
     assert!(
-        matches!(error, DataError::DuplicateHospital { .. }),
-        "{error:?}"
+        error.to_string().contains("the same file or folder"),
+        "{error}"
     );
+}
+
+#[test]
+fn file_inside_given_folder_rejected() {
+    let dir = TempDir::new().unwrap();
+    let path = write(dir.path(), "site.csv", "1,2,0\n3,4,1\n");
+    let folder = dir.path().to_path_buf();
+
+    let error = load(&[folder.clone(), path.clone()], &CsvOptions::default()).unwrap_err();
+
+    match &error {
+        DataError::RepeatedFile {
+            path: reported,
+            first,
+            second,
+        } => {
+            assert_eq!(reported, &path);
+            assert_eq!(first, &folder);
+            assert_eq!(second, &path);
+        }
+        other => panic!("expected RepeatedFile, got {other:?}"),
+    }
+    assert!(error.to_string().contains("pass it once"), "{error}");
 }
 
 #[test]
@@ -365,6 +441,30 @@ fn hospitals_split_with_own_seeds() {
 }
 
 #[test]
+fn split_ignores_other_files() {
+    let dir = TempDir::new().unwrap();
+    let text: String = (0..30).map(|i| format!("{i},{}\n", i % 2)).collect();
+    let a = write(dir.path(), "a.csv", &text);
+    let b = write(dir.path(), "b.csv", &text);
+    let options = CsvOptions {
+        seed: 7,
+        ..CsvOptions::default()
+    };
+    let hospital_a = |paths: &[PathBuf]| {
+        let source = load(paths, &options).unwrap();
+        let hospital = source.hospitals.iter().find(|h| h.name == "a").unwrap();
+        hospital.clone()
+    };
+
+    let alone = hospital_a(std::slice::from_ref(&a));
+    let first = hospital_a(&[a.clone(), b.clone()]);
+    let second = hospital_a(&[b, a]);
+
+    assert_eq!(first, alone);
+    assert_eq!(second, alone);
+}
+
+#[test]
 fn one_row_hospital_rejected() {
     let dir = TempDir::new().unwrap();
     let path = write(dir.path(), "tiny.csv", "1,2,1\n");
@@ -408,23 +508,6 @@ fn too_few_rows_at_large_fraction() {
         other => panic!("expected TooFewRows, got {other:?}"),
     }
     assert!(load_text("1,0\n2,1\n3,0\n4,1\n", &options).is_ok());
-}
-
-#[test]
-fn min_rows_matches_split_sizes() {
-    for fraction in [0.01, 0.2, 0.5, 0.75, 0.9, 0.999] {
-        let min_rows = min_rows_to_split(fraction);
-        let splits = |rows: usize| {
-            let test_rows = test_size(rows, fraction);
-            test_rows >= 1 && test_rows < rows
-        };
-
-        assert!(splits(min_rows), "fraction {fraction}: {min_rows} rows");
-        assert!(
-            !splits(min_rows - 1),
-            "fraction {fraction}: {min_rows} rows"
-        );
-    }
 }
 
 // Parsing.
@@ -504,6 +587,43 @@ fn label_name_selects_column() {
 }
 
 #[test]
+fn whitespace_lines_skipped() {
+    let text = "1,2,0\n   \n3,4,1\n \t\n";
+
+    let source = load_text(text, &CsvOptions::default()).unwrap();
+
+    let (rows, _) = all_rows(&source.hospitals[0]);
+    assert_eq!(rows.len(), 2);
+}
+
+#[test]
+fn values_at_magnitude_limit_load() {
+    let options = CsvOptions {
+        test_fraction: 0.5,
+        ..CsvOptions::default()
+    };
+
+    let source = load_text("1e100,0\n-1e100,1\n", &options).unwrap();
+
+    let (rows, _) = all_rows(&source.hospitals[0]);
+    assert!(rows.contains(&vec![MAX_ABS_VALUE]));
+    assert!(rows.contains(&vec![-MAX_ABS_VALUE]));
+}
+
+#[test]
+fn huge_label_is_positive() {
+    let options = CsvOptions {
+        test_fraction: 0.5,
+        ..CsvOptions::default()
+    };
+
+    let source = load_text("1,1e200\n2,0\n", &options).unwrap();
+
+    let (_, labels) = all_rows(&source.hospitals[0]);
+    assert_eq!(labels.iter().filter(|&&label| label == 1).count(), 1);
+}
+
+#[test]
 fn other_delimiter_and_line_endings() {
     let options = CsvOptions {
         delimiter: b';',
@@ -564,13 +684,76 @@ fn text_field_with_marker() {
             assert_eq!(*line, 4);
             assert_eq!(*column, 2);
             assert_eq!(value, "high");
-            assert_eq!(*hint, NonNumericHint::UseMarker("?".to_owned()));
+            assert_eq!(
+                *hint,
+                NonNumericHint::Category {
+                    marker: Some("?".to_owned())
+                }
+            );
         }
         other => panic!("expected NonNumeric, got {other:?}"),
     }
     let message = error.to_string();
     assert!(message.contains("'high' is not a number"), "{message}");
+    assert!(message.contains("must be numeric"), "{message}");
     assert!(message.contains("marker '?'"), "{message}");
+}
+
+#[test]
+fn unmarked_symbol_with_marker() {
+    let error = load_text("1,2,0\n3,-,1\n", &with_marker("?")).unwrap_err();
+
+    match &error {
+        DataError::NonNumeric { value, hint, .. } => {
+            assert_eq!(value, "-");
+            assert_eq!(*hint, NonNumericHint::UseMarker("?".to_owned()));
+        }
+        other => panic!("expected NonNumeric, got {other:?}"),
+    }
+}
+
+#[test]
+fn category_text_suggests_encoding() {
+    let error = load_text("1,2,0\n3,male,1\n", &CsvOptions::default()).unwrap_err();
+
+    match &error {
+        DataError::NonNumeric {
+            line,
+            column,
+            value,
+            hint,
+            ..
+        } => {
+            assert_eq!((*line, *column), (2, 2));
+            assert_eq!(value, "male");
+            assert_eq!(*hint, NonNumericHint::Category { marker: None });
+        }
+        other => panic!("expected NonNumeric, got {other:?}"),
+    }
+    let message = error.to_string();
+    let encode = message.find("encode categories as numbers such as 0 and 1");
+    let marker = message.find("--missing 'male' if 'male' marks a missing value");
+    assert!(message.contains("must be numeric"), "{message}");
+    assert!(encode.is_some(), "{message}");
+    assert!(marker.is_some(), "{message}");
+    assert!(encode < marker, "{message}");
+}
+
+#[test]
+fn marker_like_values_suggest_marker() {
+    for value in ["?", "NA", "na", "N/A", "-", "", ".", "NULL", "NaN"] {
+        let text = format!("1,2,0\n3,{value},1\n");
+        let error = load_text(&text, &CsvOptions::default()).unwrap_err();
+
+        match &error {
+            DataError::NonNumeric { hint, .. } => {
+                assert_eq!(*hint, NonNumericHint::SetMarker, "{value:?}");
+            }
+            other => panic!("{value:?}: expected NonNumeric, got {other:?}"),
+        }
+        let expected = format!("pass --missing '{value}'");
+        assert!(error.to_string().contains(&expected), "{error}");
+    }
 }
 
 #[test]
@@ -602,7 +785,7 @@ fn first_row_with_one_number_is_data() {
     match error {
         DataError::NonNumeric { line, hint, .. } => {
             assert_eq!(line, 1);
-            assert_eq!(hint, NonNumericHint::SetMarker);
+            assert_eq!(hint, NonNumericHint::Category { marker: None });
         }
         other => panic!("expected NonNumeric, got {other:?}"),
     }
@@ -704,6 +887,71 @@ fn text_label_rejected() {
 }
 
 #[test]
+fn huge_feature_value_rejected() {
+    let error = load_text("1,2,0\n3,-2e100,1\n", &CsvOptions::default()).unwrap_err();
+
+    match &error {
+        DataError::ValueTooLarge {
+            line,
+            column,
+            value,
+            ..
+        } => {
+            assert_eq!((*line, *column), (2, 2));
+            assert_eq!(value, "-2e100");
+        }
+        other => panic!("expected ValueTooLarge, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(message.contains("h.csv, line 2, column 2"), "{message}");
+    assert!(message.contains("'-2e100'"), "{message}");
+    assert!(message.contains("1e100"), "{message}");
+    assert!(message.contains("rescale the column"), "{message}");
+}
+
+#[test]
+fn trailing_delimiter_rejected() {
+    let error = load_text("1,2,0,\n3,4,1,\n", &CsvOptions::default()).unwrap_err();
+
+    match &error {
+        DataError::TrailingDelimiter {
+            line,
+            column,
+            delimiter,
+            ..
+        } => {
+            assert_eq!((*line, *column), (1, 4));
+            assert_eq!(*delimiter, b',');
+        }
+        other => panic!("expected TrailingDelimiter, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(message.contains("h.csv, line 1, column 4"), "{message}");
+    assert!(message.contains("ends with a ','"), "{message}");
+    assert!(message.contains("remove trailing delimiters"), "{message}");
+    assert!(!message.contains("is not a number"), "{message}");
+}
+
+#[test]
+fn trailing_tab_named_in_message() {
+    let options = CsvOptions {
+        header: true,
+        delimiter: b'\t',
+        ..CsvOptions::default()
+    };
+
+    let error = load_text("a\tb\ty\t\n1\t2\t0\t\n", &options).unwrap_err();
+
+    match &error {
+        DataError::TrailingDelimiter { line, column, .. } => {
+            assert_eq!((*line, *column), (2, 4));
+        }
+        other => panic!("expected TrailingDelimiter, got {other:?}"),
+    }
+    assert!(error.to_string().contains("ends with a tab"), "{error}");
+}
+
+#[test]
 fn ragged_row_rejected() {
     let error = load_text("1,2,0\n3,4,1\n5,1\n", &CsvOptions::default()).unwrap_err();
 
@@ -739,6 +987,14 @@ fn empty_file_rejected() {
 }
 
 #[test]
+fn whitespace_only_file_is_empty() {
+    let error = load_text("   \n \t \n\n\u{feff}\n", &CsvOptions::default()).unwrap_err();
+
+    assert!(matches!(error, DataError::EmptyFile { .. }), "{error:?}");
+    assert!(error.to_string().contains("has no data rows"), "{error}");
+}
+
+#[test]
 fn header_only_file_is_empty() {
     let error = load_text("a,b,label\n\n", &with_header()).unwrap_err();
 
@@ -768,10 +1024,36 @@ fn invalid_utf8_rejected() {
     let error = load(std::slice::from_ref(&path), &CsvOptions::default()).unwrap_err();
 
     match &error {
-        DataError::Csv { path: reported, .. } => assert_eq!(reported, &path),
-        other => panic!("expected Csv, got {other:?}"),
+        DataError::InvalidUtf8 {
+            path: reported,
+            line,
+            column,
+        } => {
+            assert_eq!(reported, &path);
+            assert_eq!((*line, *column), (2, 2));
+        }
+        other => panic!("expected InvalidUtf8, got {other:?}"),
     }
-    assert!(error.to_string().contains("UTF-8"), "{error}");
+    assert!(
+        error.to_string().contains("save the file as UTF-8"),
+        "{error}"
+    );
+}
+
+#[test]
+fn invalid_utf8_position_is_one_based() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("latin1.csv");
+    fs::write(&path, b"1,2,0\n\n3,4,1\n5,6,1\n7,8,\xe9\n").unwrap();
+
+    let error = load(std::slice::from_ref(&path), &CsvOptions::default()).unwrap_err();
+
+    let message = error.to_string();
+    assert!(
+        message.contains("latin1.csv, line 5, column 3"),
+        "{message}"
+    );
+    assert!(!message.contains("record"), "{message}");
 }
 
 // Column layout errors.
@@ -780,8 +1062,61 @@ fn invalid_utf8_rejected() {
 fn label_only_file_rejected() {
     let error = load_text("1\n0\n", &CsvOptions::default()).unwrap_err();
 
+    match &error {
+        DataError::NoFeatureColumns {
+            suggested_delimiter,
+            ..
+        } => assert_eq!(*suggested_delimiter, None),
+        other => panic!("expected NoFeatureColumns, got {other:?}"),
+    }
+    assert!(error.to_string().contains("check the delimiter"), "{error}");
+}
+
+#[test]
+fn semicolon_file_suggests_delimiter() {
+    let error = load_text("1;2;0\n3;4;1\n", &CsvOptions::default()).unwrap_err();
+
+    match &error {
+        DataError::NoFeatureColumns {
+            suggested_delimiter,
+            ..
+        } => assert_eq!(*suggested_delimiter, Some(b';')),
+        other => panic!("expected NoFeatureColumns, got {other:?}"),
+    }
+    assert!(error.to_string().contains("--delimiter ';'"), "{error}");
+}
+
+#[test]
+fn tab_file_suggests_delimiter() {
+    let error = load_text("age\tbp\ty\n1\t2\t0\n", &with_header()).unwrap_err();
+
+    match &error {
+        DataError::NoFeatureColumns {
+            suggested_delimiter,
+            ..
+        } => assert_eq!(*suggested_delimiter, Some(b'\t')),
+        other => panic!("expected NoFeatureColumns, got {other:?}"),
+    }
+    assert!(error.to_string().contains("--delimiter tab"), "{error}");
+}
+
+#[test]
+fn one_field_before_label_index() {
+    let options = CsvOptions {
+        label: LabelColumn::Index(2),
+        ..CsvOptions::default()
+    };
+
+    let error = load_text("1;2;0\n3;4;1\n", &options).unwrap_err();
+
     assert!(
-        matches!(error, DataError::NoFeatureColumns { .. }),
+        matches!(
+            error,
+            DataError::NoFeatureColumns {
+                suggested_delimiter: Some(b';'),
+                ..
+            }
+        ),
         "{error:?}"
     );
 }
