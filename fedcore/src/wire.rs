@@ -16,6 +16,7 @@
 //! | [`FrameKind::StatsRequest`] | nothing |
 //! | [`FrameKind::FeatureStats`] | [`FeatureStats`]: count, mean and sum of squared deviations per feature |
 //! | [`FrameKind::Standardize`] | [`Standardization`]: mean and scale per feature |
+//! | [`FrameKind::Model`] | feature count (`u16`), the standardisation, then the parameters |
 //!
 //! Parameters are `COUNT` little-endian `f32` in the wire order of
 //! [`Layers::tensors`](crate::Layers::tensors). Decoding checks, in order,
@@ -60,6 +61,9 @@ pub enum FrameKind {
     FeatureStats,
     /// Server to site: the federation's mean and scale per feature.
     Standardize,
+    /// A trained model saved for later scoring: the parameters with the
+    /// standardisation and feature count that raw rows need.
+    Model,
 }
 
 impl fmt::Display for FrameKind {
@@ -72,6 +76,7 @@ impl fmt::Display for FrameKind {
             Self::StatsRequest => "stats-request",
             Self::FeatureStats => "feature-stats",
             Self::Standardize => "standardize",
+            Self::Model => "model",
         };
         f.write_str(name)
     }
@@ -159,6 +164,16 @@ pub enum Frame<const INPUTS: usize> {
         /// Mean and scale per feature.
         standardization: Standardization<INPUTS>,
     },
+    /// A saved model; its parameters were written to the buffer.
+    Model {
+        /// Common fields.
+        header: Header,
+        /// Features of the rows it scores; model inputs past them are zero
+        /// padding.
+        features: u16,
+        /// Mean and scale per feature for raw rows.
+        standardization: Standardization<INPUTS>,
+    },
 }
 
 impl<const INPUTS: usize> Frame<INPUTS> {
@@ -171,7 +186,8 @@ impl<const INPUTS: usize> Frame<INPUTS> {
             | Self::Metrics { header, .. }
             | Self::StatsRequest { header }
             | Self::FeatureStats { header, .. }
-            | Self::Standardize { header, .. } => header,
+            | Self::Standardize { header, .. }
+            | Self::Model { header, .. } => header,
         }
     }
 }
@@ -325,7 +341,7 @@ impl core::error::Error for DecodeError {}
 /// HIDDEN2 → 1` model.
 pub const fn frame_capacity<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>(
 ) -> usize {
-    let params = Params::<INPUTS, HIDDEN1, HIDDEN2>::COUNT * 4 + 5;
+    let params = Params::<INPUTS, HIDDEN1, HIDDEN2>::COUNT * 4 + 3 + INPUTS * 16;
     let stats = INPUTS * (5 + 8 + 8);
     let metrics = 5 * 5 + 8;
     let mut payload = params;
@@ -528,6 +544,37 @@ pub fn encode_standardize<const I: usize, const H1: usize, const H2: usize>(
             .ok_or(postcard::Error::SerializeBufferFull)?;
         used += postcard::to_slice(&ArrayRef(&standardization.scale), rest)?.len();
         Ok(used)
+    })
+}
+
+/// Encodes a trained model with the standardisation and feature count its
+/// rows need, for saving to a file. `round` records how many rounds trained it.
+pub fn encode_model<const I: usize, const H1: usize, const H2: usize>(
+    out: &mut [u8],
+    round: u32,
+    features: u16,
+    standardization: &Standardization<I>,
+    params: &Params<I, H1, H2>,
+) -> Result<usize, EncodeError> {
+    if let Some(index) = standardization.first_invalid() {
+        return Err(EncodeError::NonFinite { index });
+    }
+    if let Some(index) = params.first_non_finite() {
+        return Err(EncodeError::NonFinite { index });
+    }
+    let header = Header::new::<I, H1, H2>(FrameKind::Model, round, 0);
+    encode_with(out, &header, |area| {
+        let mut used = postcard::to_slice(&features, area)?.len();
+        for floats in [&standardization.mean, &standardization.scale] {
+            let rest = area
+                .get_mut(used..)
+                .ok_or(postcard::Error::SerializeBufferFull)?;
+            used += postcard::to_slice(&ArrayRef(floats), rest)?.len();
+        }
+        let rest = area
+            .get_mut(used..)
+            .ok_or(postcard::Error::SerializeBufferFull)?;
+        Ok(used + postcard::to_slice(&ParamsRef(params), rest)?.len())
     })
 }
 
@@ -739,6 +786,28 @@ pub fn decode<const I: usize, const H1: usize, const H2: usize>(
             }
             Frame::Standardize {
                 header,
+                standardization,
+            }
+        }
+        FrameKind::Model => {
+            let (features, rest) =
+                postcard::take_from_bytes::<u16>(payload).map_err(|_| DecodeError::Malformed)?;
+            let mut standardization = Standardization {
+                mean: [0.0; I],
+                scale: [1.0; I],
+            };
+            let rest = read_array(rest, &mut standardization.mean)?;
+            let rest = read_array(rest, &mut standardization.scale)?;
+            expect_end(read_params(rest, params)?)?;
+            if let Some(index) = standardization.first_invalid() {
+                return Err(DecodeError::OutOfRange { index });
+            }
+            if features == 0 || usize::from(features) > I {
+                return Err(DecodeError::OutOfRange { index: 0 });
+            }
+            Frame::Model {
+                header,
+                features,
                 standardization,
             }
         }

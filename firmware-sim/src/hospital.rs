@@ -191,7 +191,8 @@ impl Hospital {
             }
             Frame::Update { header, .. }
             | Frame::Metrics { header, .. }
-            | Frame::FeatureStats { header, .. } => {
+            | Frame::FeatureStats { header, .. }
+            | Frame::Model { header, .. } => {
                 return Err(Failure::State(State::ServerFrame(header.kind)));
             }
         };

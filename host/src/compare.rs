@@ -194,6 +194,9 @@ pub struct Comparison {
     pub isolated: Vec<Option<Metrics>>,
     /// Rounds of the client-dropout phase.
     pub dropout_rounds: Vec<RoundRecord>,
+    /// The final federated model as a fedcore `Model` frame, with the
+    /// standardisation and feature count that raw rows need.
+    pub model: Vec<u8>,
 }
 
 impl Comparison {
@@ -269,6 +272,45 @@ pub fn check(source: &Source, config: &CompareConfig) -> Result<(), CompareError
         return Err(CompareError::FeatureCount(source.feature_count()));
     }
     Ok(())
+}
+
+/// Fewest test rows at which a hospital's accuracy is worth comparing: with
+/// fewer, one row moves it by more than 5 percentage points.
+pub const MIN_TEST_ROWS: usize = 20;
+
+/// Returns warnings about settings that make the comparison weak or
+/// partly meaningless, one sentence each, without failing the run.
+pub fn warnings(source: &Source) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for hospital in &source.hospitals {
+        let rows = hospital.test.len();
+        if rows > 0 && rows < MIN_TEST_ROWS {
+            warnings.push(format!(
+                "{} has only {rows} test row{}, so one row moves its accuracy by {:.1} percentage points; treat its figures as rough",
+                hospital.name,
+                if rows == 1 { "" } else { "s" },
+                100.0 / rows as f64
+            ));
+        }
+        let positives = hospital.test.positives();
+        if rows > 0 && (positives == 0 || positives == rows) {
+            let class = if positives == 0 {
+                "negative"
+            } else {
+                "positive"
+            };
+            let undefined = if positives == 0 {
+                "sensitivity"
+            } else {
+                "specificity"
+            };
+            warnings.push(format!(
+                "every test row of {} is {class}, so its {undefined} is undefined and the report shows n/a",
+                hospital.name
+            ));
+        }
+    }
+    warnings
 }
 
 /// Runs the comparison on `source`. `progress` receives one line per
@@ -378,6 +420,15 @@ fn run_with<const INPUTS: usize>(
 ) -> Result<Comparison, CompareError> {
     let initial: Model<INPUTS> = model::glorot_uniform_padded(config.seed, source.feature_count());
 
+    tracing::info!(
+        hospitals = source.hospitals.len(),
+        features = source.feature_count(),
+        input_width = INPUTS,
+        seed = config.seed,
+        "comparison started"
+    );
+    let started = std::time::Instant::now();
+
     // Federated: all hospitals, every round.
     let (mut server, standardization, stats) = match config.devices {
         Devices::InProcess => federation::<INPUTS>(source, config, &initial)?,
@@ -393,6 +444,8 @@ fn run_with<const INPUTS: usize>(
         check_diverged("federated", &record, &names, config)?;
         federated_rounds.push(record);
     }
+
+    let federated_model = *server.global();
 
     // Isolated: each hospital trains alone from the same initial model.
     let (mut server, _, _) = federation::<INPUTS>(source, config, &initial)?;
@@ -450,7 +503,17 @@ fn run_with<const INPUTS: usize>(
         dropout_rounds.push(record);
     }
 
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "comparison finished"
+    );
     let hospitals = summaries(source, &standardization, &stats);
+    let model = model_frame(
+        &federated_model,
+        config.rounds,
+        source.feature_count(),
+        &standardization,
+    )?;
     Ok(Comparison {
         config: config.clone(),
         feature_names: source.feature_names.clone(),
@@ -459,7 +522,27 @@ fn run_with<const INPUTS: usize>(
         centralized,
         isolated,
         dropout_rounds,
+        model,
     })
+}
+
+/// Encodes the final federated model for `--save-model`.
+fn model_frame<const INPUTS: usize>(
+    params: &Model<INPUTS>,
+    rounds: u32,
+    features: usize,
+    standardization: &Standardization<INPUTS>,
+) -> Result<Vec<u8>, CompareError> {
+    let mut buffer = vec![0u8; fedcore::wire::frame_capacity::<INPUTS, HIDDEN1, HIDDEN2>()];
+    // The feature count is at most 64, checked before training.
+    let features = features as u16;
+    let length =
+        fedcore::wire::encode_model(&mut buffer, rounds, features, standardization, params)
+            .map_err(|error| {
+                CompareError::Training(format!("the final model could not be encoded: {error}"))
+            })?;
+    buffer.truncate(length);
+    Ok(buffer)
 }
 
 /// Stops the comparison when a hospital's training diverged in `record`:

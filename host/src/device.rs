@@ -142,7 +142,10 @@ impl<const INPUTS: usize> Hospital<INPUTS> {
                     &metrics,
                 )?
             }
-            Frame::Update { .. } | Frame::Metrics { .. } | Frame::FeatureStats { .. } => {
+            Frame::Update { .. }
+            | Frame::Metrics { .. }
+            | Frame::FeatureStats { .. }
+            | Frame::Model { .. } => {
                 return Err(DeviceError::State(format!(
                     "{} received a {} frame, which only a server accepts",
                     self.data.name,

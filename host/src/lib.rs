@@ -5,6 +5,7 @@
 pub mod compare;
 pub mod data;
 pub mod device;
+pub mod evaluate;
 pub mod json;
 pub mod plot;
 pub mod preprocess;

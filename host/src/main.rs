@@ -26,8 +26,35 @@ const EXIT_OUTPUT: u8 = 5;
     about = "Federated learning across hospitals that keep their rows"
 )]
 struct Cli {
+    /// Log more detail to standard error: -v for each phase, -vv for each
+    /// frame exchanged.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+
+    /// Log errors only; warnings about the comparison are not shown.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+
     #[command(subcommand)]
     command: Command,
+}
+
+/// Sends tracing's events to standard error at the level that -v and -q set:
+/// warnings by default, errors only with -q, more with each -v.
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => tracing::Level::ERROR,
+        (false, 0) => tracing::Level::WARN,
+        (false, 1) => tracing::Level::INFO,
+        (false, _) => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .init();
 }
 
 #[derive(Subcommand)]
@@ -35,6 +62,92 @@ enum Command {
     /// Train centralized, federated, isolated and client-dropout models on the
     /// same hospitals and compare them on each hospital's test rows.
     Compare(CompareArgs),
+    /// Score rows with a model saved by `compare --save-model`: every row of
+    /// every file, standardised and imputed with the model's statistics.
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(clap::Args)]
+struct EvaluateArgs {
+    /// The model file written by `compare --save-model`.
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+
+    /// CSV files or folders of them with the patients to score, one
+    /// hospital per file, with the model's feature columns and a label.
+    #[arg(long, num_args = 1.., required = true, value_name = "PATH")]
+    data: Vec<PathBuf>,
+
+    /// The first line of every file is a header.
+    #[arg(long)]
+    header: bool,
+
+    /// Label column: a 0-based index, or a header name with --header.
+    /// [default: the last column]
+    #[arg(long, value_name = "COLUMN")]
+    label: Option<String>,
+
+    /// Text that marks a missing value, such as '?'.
+    #[arg(long, value_name = "MARKER")]
+    missing: Option<String>,
+
+    /// Field delimiter: one character, or tab, comma or semicolon. [default: ,]
+    #[arg(long, value_name = "CHAR", value_parser = data::parse_delimiter)]
+    delimiter: Option<u8>,
+}
+
+fn label_column(label: &Option<String>) -> LabelColumn {
+    match label {
+        None => LabelColumn::Last,
+        Some(text) => match text.parse::<usize>() {
+            Ok(index) => LabelColumn::Index(index),
+            Err(_) => LabelColumn::Name(text.clone()),
+        },
+    }
+}
+
+fn run_evaluate(args: &EvaluateArgs) -> ExitCode {
+    let file = match std::fs::read(&args.model) {
+        Ok(file) => file,
+        Err(error) => {
+            eprintln!(
+                "error: failed to read the model file {}: {error}; check the path",
+                args.model.display()
+            );
+            return ExitCode::from(EXIT_DATA);
+        }
+    };
+    let options = CsvOptions {
+        header: args.header,
+        label: label_column(&args.label),
+        missing: args.missing.clone(),
+        delimiter: args.delimiter.unwrap_or(b','),
+        ..CsvOptions::default()
+    };
+    let source = match data::load(&args.data, &options) {
+        Ok(source) => source,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_DATA);
+        }
+    };
+    match fedcore_host::evaluate::evaluate(&file, &source) {
+        Ok(evaluation) => {
+            let mut output = Output::default();
+            output.write(&fedcore_host::evaluate::render(&evaluation));
+            match output.failure {
+                Some(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("error: failed to write to standard output: {error}");
+                    ExitCode::from(EXIT_OUTPUT)
+                }
+                _ => ExitCode::SUCCESS,
+            }
+        }
+        Err(error) => {
+            eprintln!("error: {} ({})", error, args.model.display());
+            ExitCode::from(EXIT_DATA)
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -158,6 +271,11 @@ struct CompareArgs {
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
 
+    /// Save the final federated model, with the standardisation that raw
+    /// rows need, to this file as a fedcore frame for `evaluate`.
+    #[arg(long, value_name = "FILE")]
+    save_model: Option<PathBuf>,
+
     /// Write the whole report, with every round's metrics per hospital, to
     /// this file as JSON.
     #[arg(long, value_name = "FILE")]
@@ -266,7 +384,24 @@ fn run_compare(args: &CompareArgs) -> ExitCode {
     });
     let mut output = Output::default();
     output.write(&header);
-    let result = compare::run(&source, &config, &mut |line: &str| output.write_line(line));
+    for warning in compare::warnings(&source) {
+        tracing::warn!("{warning}");
+    }
+    // One step per federated round, client-dropout round and baseline. The
+    // bar draws on standard error only when that is a terminal.
+    let steps = u64::from(config.rounds) + u64::from(config.dropout_rounds) + 2;
+    let bar = indicatif::ProgressBar::new(steps);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let result = compare::run(&source, &config, &mut |line: &str| {
+        bar.suspend(|| output.write_line(line));
+        bar.inc(1);
+        let phase = line.split(':').next().unwrap_or_default();
+        bar.set_message(phase.to_owned());
+    });
+    bar.finish_and_clear();
     let status = match result {
         Ok(comparison) => {
             output.write(&report::render(&comparison));
@@ -327,6 +462,15 @@ fn write_outputs(args: &CompareArgs, comparison: &fedcore_host::compare::Compari
             status = ExitCode::from(EXIT_OUTPUT);
         }
     }
+    if let Some(path) = &args.save_model {
+        if let Err(error) = std::fs::write(path, &comparison.model) {
+            eprintln!(
+                "error: failed to write the model to {}: {error}; check that its folder exists and is writable",
+                path.display()
+            );
+            status = ExitCode::from(EXIT_OUTPUT);
+        }
+    }
     if let Some(path) = &args.plot {
         if let Err(error) = fedcore_host::plot::draw(comparison, path) {
             eprintln!("error: {error}");
@@ -356,7 +500,9 @@ fn exit_code(error: &CompareError) -> u8 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
     match &cli.command {
         Command::Compare(args) => run_compare(args),
+        Command::Evaluate(args) => run_evaluate(args),
     }
 }

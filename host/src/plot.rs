@@ -21,7 +21,7 @@ const HEIGHT: u32 = 1000;
 /// Room right of the learning curve for its legend, in pixels.
 const LEGEND_WIDTH: u32 = 330;
 
-/// Why a plot was not written.
+/// Error from drawing a plot.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
     /// The file name does not end in `.png` or `.svg`.
@@ -40,8 +40,8 @@ pub enum PlotError {
 fn register_fonts() {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
-        // The font is valid TrueType, bundled with the source, so this
-        // cannot fail at run time.
+        // The bundled font is valid TrueType, which the plot test exercises,
+        // so registration does not fail at run time.
         let _ = register_font("sans-serif", FontStyle::Normal, FONT);
     });
 }

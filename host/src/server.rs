@@ -126,6 +126,13 @@ impl<const INPUTS: usize> Server<INPUTS> {
                 other => ReplyError::Device(other.to_string()),
             })?;
         let frame = wire::decode(&reply, &mut self.scratch)?;
+        tracing::debug!(
+            hospital = self.devices[index].name(),
+            request_bytes = length,
+            reply_bytes = reply.len(),
+            reply = %frame.header().kind,
+            "frame exchanged"
+        );
         let client = frame.header().client;
         if client != Self::client_id(index) {
             return Err(ReplyError::Unexpected(format!(
@@ -257,6 +264,13 @@ impl<const INPUTS: usize> Server<INPUTS> {
                     self.fedavg.add(fingerprint, rows, &params)?;
                     Ok(rows)
                 });
+            if let Err(error) = &result {
+                tracing::warn!(
+                    hospital = self.devices[index].name(),
+                    round,
+                    "update left out of the round: {error}"
+                );
+            }
             participation.push(match result {
                 Ok(rows) => Participation::Averaged { rows },
                 Err(error @ ReplyError::Diverged(_)) => Participation::Diverged(error.to_string()),
@@ -264,6 +278,12 @@ impl<const INPUTS: usize> Server<INPUTS> {
             });
         }
         let kept_previous = self.fedavg.finish(&mut self.global).is_err();
+        if kept_previous {
+            tracing::warn!(
+                round,
+                "no update arrived, so the previous global model was kept"
+            );
+        }
         RoundOutcome {
             round,
             participation,

@@ -181,3 +181,47 @@ fn column_without_values_is_a_data_error() {
     assert!(message.contains("feature column 1 (f0)"), "{message}");
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn weak_settings_are_warned_about() {
+    let folder = tempfile::tempdir().unwrap();
+    for name in ["a.csv", "b.csv"] {
+        std::fs::write(
+            folder.path().join(name),
+            "1,2,1\n3,4,1\n5,6,1\n7,8,1\n9,1,0\n",
+        )
+        .unwrap();
+    }
+    let path = folder.path().to_str().unwrap();
+    let args = [
+        "compare",
+        "--data",
+        path,
+        "--rounds",
+        "1",
+        "--epochs",
+        "1",
+        "--dropout-rounds",
+        "1",
+    ];
+    let output = run(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains("a has only 1 test row,"), "{message}");
+    assert!(message.contains("specificity is undefined"), "{message}");
+    assert!(
+        !message.contains('\u{1b}'),
+        "no colour codes when piped: {message}"
+    );
+
+    let quiet = run(&[&["-q"][..], &args[..]].concat());
+    assert_eq!(quiet.status.code(), Some(0));
+    assert!(stderr(&quiet).is_empty(), "{}", stderr(&quiet));
+
+    let verbose = run(&[&["-v"][..], &args[..]].concat());
+    assert!(
+        stderr(&verbose).contains("comparison started"),
+        "{}",
+        stderr(&verbose)
+    );
+}

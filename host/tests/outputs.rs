@@ -98,3 +98,66 @@ fn five_hospitals_vary_in_size_and_shift() {
     assert_eq!(comparison.hospitals.len(), 5);
     assert_eq!(comparison.federated_rounds[0].metrics.len(), 5);
 }
+
+#[test]
+fn saved_model_scores_like_the_final_round() {
+    use fedcore_host::evaluate::{self, EvaluateError};
+
+    let source = data::builtin_hospitals_n(3, 6, 0.2);
+    let config = CompareConfig {
+        rounds: 2,
+        local_epochs: 1,
+        baseline_epochs: 1,
+        dropout_rounds: 1,
+        dropout_local_epochs: 1,
+        seed: 6,
+        ..CompareConfig::default()
+    };
+    let comparison = compare::run(&source, &config, &mut |_| {}).unwrap();
+
+    // Scoring only the test rows gives the final round's metrics exactly.
+    let mut test_only = source.clone();
+    for hospital in &mut test_only.hospitals {
+        hospital.train = data::Table::default();
+    }
+    let evaluation = evaluate::evaluate(&comparison.model, &test_only).unwrap();
+    assert_eq!(evaluation.rounds, 2);
+    assert_eq!(evaluation.features, 20);
+    let federated = comparison.federated();
+    for (index, (name, metrics)) in evaluation.hospitals.iter().enumerate() {
+        assert_eq!(name, &comparison.hospitals[index].name);
+        assert_eq!(Some(*metrics), federated[index], "{name}");
+    }
+
+    let mut corrupted = comparison.model.clone();
+    corrupted[100] ^= 1;
+    assert!(matches!(
+        evaluate::evaluate(&corrupted, &source),
+        Err(EvaluateError::Decode(
+            fedcore::wire::DecodeError::Checksum { .. }
+        ))
+    ));
+    let narrow = data::generate_hospitals(1, &[50], &[0.0], 1, 0.2);
+    let mut narrow = narrow;
+    for hospital in &mut narrow.hospitals {
+        for row in hospital
+            .train
+            .features
+            .iter_mut()
+            .chain(&mut hospital.test.features)
+        {
+            row.truncate(5);
+        }
+    }
+    narrow.feature_names.truncate(5);
+    assert_eq!(
+        evaluate::evaluate(&comparison.model, &narrow).unwrap_err(),
+        EvaluateError::FeatureCount { model: 20, data: 5 }
+    );
+    let mut buffer = [0u8; 64];
+    let length = fedcore::wire::encode_stats_request::<20, 64, 32>(&mut buffer, 1).unwrap();
+    assert_eq!(
+        evaluate::evaluate(&buffer[..length], &source).unwrap_err(),
+        EvaluateError::NotAModel(fedcore::wire::FrameKind::StatsRequest)
+    );
+}
