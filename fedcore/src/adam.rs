@@ -77,6 +77,62 @@ impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
         params: &mut Params<INPUTS, HIDDEN1, HIDDEN2>,
         grads: &Params<INPUTS, HIDDEN1, HIDDEN2>,
     ) {
+        let constants = self.advance(config);
+        let tensors = params
+            .tensors_mut()
+            .into_iter()
+            .zip(grads.tensors())
+            .zip(self.m.tensors_mut())
+            .zip(self.v.tensors_mut());
+        for (((param, grad), m), v) in tensors {
+            update_tensor(param, grad, m, v, constants);
+        }
+    }
+
+    /// [`Adam::step`] for gradients whose first kernel is stored unit-major,
+    /// as `model::backward_unit_major` accumulates it: the flat storage of
+    /// `grads.kernel1` contains `HIDDEN1` rows of `INPUTS` values.
+    ///
+    /// Each row of the first kernel's gradient is gathered into parameter
+    /// order before the update, so every value takes the same operations
+    /// as in [`Adam::step`] and the results are the same bits.
+    pub(crate) fn step_unit_major(
+        &mut self,
+        config: &AdamConfig,
+        params: &mut Params<INPUTS, HIDDEN1, HIDDEN2>,
+        grads: &Params<INPUTS, HIDDEN1, HIDDEN2>,
+    ) {
+        let constants = self.advance(config);
+        let unit_major = grads.kernel1.as_flattened();
+        let rows = params
+            .kernel1
+            .iter_mut()
+            .zip(self.m.kernel1.iter_mut())
+            .zip(self.v.kernel1.iter_mut());
+        for (input, ((param, m), v)) in rows.enumerate() {
+            let mut grad = [0.0f32; HIDDEN1];
+            for (unit, value) in grad.iter_mut().enumerate() {
+                *value = unit_major[unit * INPUTS + input];
+            }
+            update_tensor(param, &grad, m, v, constants);
+        }
+
+        // The other five tensors, in wire order after the first kernel.
+        let tensors = params
+            .tensors_mut()
+            .into_iter()
+            .zip(grads.tensors())
+            .zip(self.m.tensors_mut())
+            .zip(self.v.tensors_mut())
+            .skip(1);
+        for (((param, grad), m), v) in tensors {
+            update_tensor(param, grad, m, v, constants);
+        }
+    }
+
+    /// Counts one more step and returns the constants of its update:
+    /// `[1 − β1, 1 − β2, α, ε]` as `f32`.
+    fn advance(&mut self, config: &AdamConfig) -> [f32; 4] {
         self.step = self.step.saturating_add(1);
         // Keras casts the step and the betas to f32 before the powers, and
         // takes the complements of the betas in f64.
@@ -88,16 +144,7 @@ impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
         let keep1 = (1.0 - config.beta1) as f32;
         let keep2 = (1.0 - config.beta2) as f32;
         let epsilon = config.epsilon as f32;
-
-        let tensors = params
-            .tensors_mut()
-            .into_iter()
-            .zip(grads.tensors())
-            .zip(self.m.tensors_mut())
-            .zip(self.v.tensors_mut());
-        for (((param, grad), m), v) in tensors {
-            update_tensor(param, grad, m, v, [keep1, keep2, alpha, epsilon]);
-        }
+        [keep1, keep2, alpha, epsilon]
     }
 }
 

@@ -4,12 +4,37 @@
 //! weighted by each client's training-row count. Updates reach the server in
 //! whatever order the network delivers them, and floating-point addition is
 //! not associative, so a running `f32` or `f64` sum would make the model depend
-//! on that order. Instead each parameter is summed in an exact fixed-point
-//! integer, and the mean is rounded once, to nearest with ties to even. The
-//! same updates therefore give bit-identical parameters in any order.
+//! on that order. Instead each parameter's sum is kept exactly, and the mean
+//! is rounded once, to nearest with ties to even. The same updates therefore
+//! give bit-identical parameters in any order.
 //!
-//! The accumulator takes 80 bytes per parameter, about 277 kB for the default
-//! 20 → 64 → 32 → 1 model.
+//! # Two exact representations
+//!
+//! Trained weights lie almost always between `2^−32` and `2^8` in magnitude.
+//! A term `rows · value` with `value` in that window is a multiple of
+//! `2^−55` below `2^40`. Such terms are summed exactly in two `f64` digits
+//! per parameter, a high digit on the grid `2^−11` and a low digit on the
+//! grid `2^−55`. Splitting a term between the digits and adding to them
+//! are plain `f64` operations whose results are exactly representable, so
+//! nothing is rounded, and the loop vectorises. Every 512 terms the low
+//! digit's multiple of `2^−11` moves to the high digit, which keeps both far
+//! from the 53 bits an `f64` holds. Rows of `2^29` or more are split into
+//! two factors below `2^32` with at most 16 significant bits each, so that
+//! every product `factor · value` is exact in an `f64` too.
+//!
+//! Values outside the window (zero aside) go to an exact fixed-point integer
+//! sum in units of `2^−149`, 80 bytes per parameter, which covers every
+//! finite `f32`. It is zeroed lazily, so an aggregate that never receives
+//! such a value never writes it after it is created.
+//!
+//! [`FedAvg::finish`] divides `high + low` by the row total in `f64`, which
+//! is within 4 units in the last place of the exact mean. Where that leaves
+//! the rounding to `f32` in doubt, within 8 units of a halfway point, and for
+//! every parameter with terms outside the window, the mean is computed again
+//! from the exact integer sum by long division.
+//!
+//! The accumulator takes 96 bytes per parameter, about 332 kB for the
+//! default 20 → 64 → 32 → 1 model.
 
 use core::fmt;
 use core::num::{NonZeroU32, NonZeroU64};
@@ -36,6 +61,42 @@ const DIGIT_MASK: i64 = 0xFFFF_FFFF;
 /// addition changes a limb by less than `2^32`. After `2^30` additions a limb
 /// is therefore below `2^32 + 2^62 < 2^63` and cannot overflow an `i64`.
 const NORMALISE_AFTER: u32 = 1 << 30;
+
+/// Lowest biased exponent of a value that the `f64` digits take: `2^−32`.
+///
+/// A term `factor · value` with an integer factor is then a multiple of
+/// `2^(95 − 150) = 2^−55`, the grid of the low digit.
+const WINDOW_EXPONENT_MIN: u32 = 95;
+
+/// Number of biased exponents the `f64` digits take, from
+/// [`WINDOW_EXPONENT_MIN`]: values below `2^(95 + 40 − 127) = 2^8`.
+///
+/// With factors below `2^32`, every term is below `2^40`, which keeps
+/// [`SPLIT`] exact and the high digit below `2^41`, far from the `2^42` at
+/// which its grid of `2^−11` would stop being exact.
+const WINDOW_EXPONENTS: u32 = 40;
+
+/// `1.5 · 2^41`: adding and then subtracting it rounds any `|x| < 2^40` to
+/// the nearest multiple of `2^−11`, the unit in the last place of numbers
+/// between `2^41` and `2^42`. Both operations are exact apart from that
+/// rounding, which is the point.
+const SPLIT: f64 = 3.0 * (1u64 << 40) as f64;
+
+/// Terms added to the low digits between two carries into the high digits.
+///
+/// After a carry the low digit is at most `2^−12` in magnitude, and each
+/// term adds at most `2^−12` more. It stays exact below `2^(−55 + 53) =
+/// 2^−2`, that is for up to 1023 terms; 512 leaves a margin.
+const CARRY_AFTER: u32 = 512;
+
+/// Rows from which an update's weight is split into two factors, so that
+/// `factor · value` keeps within the 53 bits of an `f64`.
+const SPLIT_ROWS_FROM: u32 = 1 << 29;
+
+/// Whether the `f64` digits may be used. They rely on every `f64` operation
+/// rounding once to 53 bits. x87 arithmetic (32-bit x86 without SSE2) does
+/// not, so there every term goes to the exact integer sum.
+const F64_DIGITS: bool = !cfg!(all(target_arch = "x86", not(target_feature = "sse2")));
 
 /// Exact sum of `rows · value` terms in units of `2^−149`, the spacing of
 /// the smallest subnormal `f32`.
@@ -68,22 +129,46 @@ impl ExactSum {
 
         // rows < 2^32 and mantissa < 2^24, so the product is below 2^56.
         let scaled = i64::from(rows) * i64::from(mantissa);
+        self.add_scaled(scaled, exponent, bits >> 31 == 1);
+    }
 
-        // Place the product at bit `exponent` of the sum, split into three
+    /// Adds `value` exactly, for a finite `value` that is a multiple of
+    /// `2^−55` below `2^42` in magnitude, as the `f64` digits of [`FedAvg`]
+    /// are.
+    fn add_f64(&mut self, value: f64) {
+        if value == 0.0 {
+            return;
+        }
+        // |value| = significand · 2^(biased − 1075) with a 53-bit significand.
+        // A multiple of 2^−55 has biased >= 1075 − 55 − 52 = 968, so the
+        // position in units of 2^−149, biased − 926, is at least 42; below
+        // 2^42 it is at most 42 − 53 + 1075 − 926 = 138.
+        let bits = value.to_bits();
+        let biased = ((bits >> 52) & 0x7FF) as u32;
+        let significand = (bits & 0x000F_FFFF_FFFF_FFFF) | (1 << 52);
+        debug_assert!((968..=1064).contains(&biased), "{value:e}");
+        self.add_scaled(significand as i64, biased - 926, value < 0.0);
+    }
+
+    /// Adds `±scaled · 2^position` units of `2^−149`, for `0 <= scaled <
+    /// 2^56` and `position <= 255`.
+    #[inline]
+    fn add_scaled(&mut self, scaled: i64, position: u32, negative: bool) {
+        // Place the product at bit `position` of the sum, split into three
         // digits. Each digit is below 2^32, and the highest is below 2^23.
-        let shift = exponent % DIGIT_BITS;
+        let shift = position % DIGIT_BITS;
         let low = (scaled << shift) & DIGIT_MASK;
         let high = scaled >> (DIGIT_BITS - shift);
         let middle = high & DIGIT_MASK;
         let top = high >> DIGIT_BITS;
 
-        // A finite value has exponent <= 253, so `exponent / 32 <= 7` and the
-        // mask changes nothing. It lets the compiler drop the bounds checks.
-        let limb = ((exponent / DIGIT_BITS) & 7) as usize;
+        // `position / 32 <= 7` for every caller, and the mask changes
+        // nothing then. It lets the compiler drop the bounds checks.
+        let limb = ((position / DIGIT_BITS) & 7) as usize;
 
         // `sign` is 0 or −1, and `(x ^ sign) - sign` is then x or −x, without
         // a branch.
-        let sign = -i64::from(bits >> 31);
+        let sign = -i64::from(negative);
         self.limbs[limb] += (low ^ sign) - sign;
         self.limbs[limb + 1] += (middle ^ sign) - sign;
         self.limbs[limb + 2] += (top ^ sign) - sign;
@@ -267,16 +352,27 @@ impl core::error::Error for AggregateError {}
 /// Exact FedAvg aggregator: the row-weighted mean of client parameters,
 /// bit-identical for any arrival order of the same updates.
 ///
-/// Each parameter is summed exactly as an integer multiple of `2^−149`, and
-/// [`FedAvg::finish`] rounds `Σ rows_i · p_i / Σ rows_i` once, to the nearest
-/// `f32` with ties to even. Adding an update costs a few integer operations
-/// per parameter and no division.
+/// Each parameter's sum `Σ rows_i · p_i` is kept exactly (see the module
+/// documentation for how), and [`FedAvg::finish`] rounds
+/// `Σ rows_i · p_i / Σ rows_i` once, to the nearest `f32` with ties to even.
+/// Adding an update costs a handful of `f64` operations per parameter and no
+/// division.
 #[derive(Clone, Debug)]
 pub struct FedAvg<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize> {
+    /// High `f64` digits, multiples of `2^−11`. Stale while `updates` is 0:
+    /// the first accepted update overwrites them.
+    high: Layers<f64, INPUTS, HIDDEN1, HIDDEN2>,
+    /// Low `f64` digits, multiples of `2^−55`, stale like `high`.
+    low: Layers<f64, INPUTS, HIDDEN1, HIDDEN2>,
+    /// Exact sums of the terms outside the digits' window. All zero while
+    /// `outside_window` is false.
     sums: Layers<ExactSum, INPUTS, HIDDEN1, HIDDEN2>,
+    /// Whether any term went to `sums` since the last reset.
+    outside_window: bool,
     updates: u32,
     total_rows: u32,
     adds_since_normalise: u32,
+    terms_since_carry: u32,
 }
 
 impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
@@ -289,16 +385,30 @@ impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
     /// Creates an empty aggregate.
     pub const fn new() -> Self {
         Self {
+            high: Layers::splat(0.0),
+            low: Layers::splat(0.0),
             sums: Layers::splat(ExactSum::ZERO),
+            outside_window: false,
             updates: 0,
             total_rows: 0,
             adds_since_normalise: 0,
+            terms_since_carry: 0,
         }
     }
 
     /// Discards every accepted update.
+    ///
+    /// It writes only the counters, and the exact sums if any update used
+    /// them, so that a server can reuse one aggregate every round cheaply.
     pub fn reset(&mut self) {
-        *self = Self::new();
+        if self.outside_window {
+            self.sums = Layers::splat(ExactSum::ZERO);
+            self.outside_window = false;
+        }
+        self.updates = 0;
+        self.total_rows = 0;
+        self.adds_since_normalise = 0;
+        self.terms_since_carry = 0;
     }
 
     /// Adds one update weighted by its training-row count.
@@ -330,25 +440,34 @@ impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
                 rows,
             });
         };
-        if let Some((index, &value)) = params
-            .iter()
-            .enumerate()
-            .find(|(_, value)| !value.is_finite())
-        {
+        let scan = scan(params);
+        if let Some(index) = scan.first_non_finite {
+            let value = params.iter().nth(index).copied().unwrap_or(f32::NAN);
             return Err(AggregateError::NonFinite { index, value });
         }
 
-        if self.adds_since_normalise == NORMALISE_AFTER {
-            for sum in self.sums.iter_mut() {
-                sum.normalise();
+        // Rows below 2^29 are one exact factor. Larger counts become
+        // (rows >> 16) · 2^16 and rows & 0xFFFF, each with at most 16
+        // significant bits, so that every product with a 24-bit mantissa
+        // stays within 53 bits.
+        let factors = if rows < SPLIT_ROWS_FROM {
+            [f64::from(rows), 0.0]
+        } else {
+            [f64::from(rows & 0xFFFF_0000), f64::from(rows & 0xFFFF)]
+        };
+        for factor in factors {
+            if factor == 0.0 || !F64_DIGITS {
+                continue;
             }
-            self.adds_since_normalise = 0;
+            if self.terms_since_carry >= CARRY_AFTER {
+                self.carry();
+            }
+            let first = self.updates == 0 && self.terms_since_carry == 0;
+            self.add_window(factor, params, first, scan.outside_window);
+            self.terms_since_carry += 1;
         }
-
-        for (sums, values) in self.sums.tensors_mut().into_iter().zip(params.tensors()) {
-            for (sum, &value) in sums.iter_mut().zip(values) {
-                sum.add(rows, value);
-            }
+        if scan.outside_window || !F64_DIGITS {
+            self.add_outside(rows, params);
         }
 
         // Every accepted update has at least one row, so updates <= total_rows
@@ -357,6 +476,69 @@ impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
         self.updates += 1;
         self.adds_since_normalise += 1;
         Ok(())
+    }
+
+    /// Adds `factor · value` to the `f64` digits for every value inside the
+    /// window, or writes it when `first` is set. `outside` is true when a
+    /// non-zero value lies outside the window, and only then does each value
+    /// need the window check.
+    fn add_window(
+        &mut self,
+        factor: f64,
+        params: &Params<INPUTS, HIDDEN1, HIDDEN2>,
+        first: bool,
+        outside: bool,
+    ) {
+        let tensors = self
+            .high
+            .tensors_mut()
+            .into_iter()
+            .zip(self.low.tensors_mut())
+            .zip(params.tensors());
+        for ((high, low), values) in tensors {
+            match (first, outside) {
+                (true, false) => add_window_tensor::<true, false>(high, low, values, factor),
+                (false, false) => add_window_tensor::<false, false>(high, low, values, factor),
+                (true, true) => add_window_tensor::<true, true>(high, low, values, factor),
+                (false, true) => add_window_tensor::<false, true>(high, low, values, factor),
+            }
+        }
+    }
+
+    /// Adds every non-zero value outside the digits' window to the exact sums.
+    fn add_outside(&mut self, rows: u32, params: &Params<INPUTS, HIDDEN1, HIDDEN2>) {
+        self.outside_window = true;
+        if self.adds_since_normalise >= NORMALISE_AFTER {
+            for sum in self.sums.iter_mut() {
+                sum.normalise();
+            }
+            self.adds_since_normalise = 0;
+        }
+        for (sums, values) in self.sums.tensors_mut().into_iter().zip(params.tensors()) {
+            for (sum, &value) in sums.iter_mut().zip(values) {
+                if value != 0.0 && (!F64_DIGITS || !in_window(value)) {
+                    sum.add(rows, value);
+                }
+            }
+        }
+    }
+
+    /// Moves the multiple of `2^−11` in each low digit to its high digit.
+    /// The value of each sum stays the same.
+    fn carry(&mut self) {
+        let tensors = self
+            .high
+            .tensors_mut()
+            .into_iter()
+            .zip(self.low.tensors_mut());
+        for (high, low) in tensors {
+            for (high, low) in high.iter_mut().zip(low.iter_mut()) {
+                let carried = (*low + SPLIT) - SPLIT;
+                *high += carried;
+                *low -= carried;
+            }
+        }
+        self.terms_since_carry = 0;
     }
 
     /// Writes the row-weighted mean of the accepted updates into `out`.
@@ -377,15 +559,59 @@ impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
         let Some(total) = NonZeroU32::new(self.total_rows) else {
             return Err(AggregateError::NoUpdates);
         };
-        for (sums, values) in self.sums.tensors().into_iter().zip(out.tensors_mut()) {
-            for (sum, value) in sums.iter().zip(values.iter_mut()) {
-                *value = sum.mean(total);
+
+        let mut in_doubt = !F64_DIGITS;
+        if F64_DIGITS {
+            let inverse = 1.0 / f64::from(total.get());
+            let tensors = self
+                .high
+                .tensors()
+                .into_iter()
+                .zip(self.low.tensors())
+                .zip(out.tensors_mut());
+            for ((high, low), values) in tensors {
+                in_doubt |= mean_window_tensor(high, low, values, inverse);
             }
+        }
+        if in_doubt || self.outside_window {
+            self.finish_exactly(total, out);
         }
         Ok(AggregateSummary {
             updates: self.updates,
             rows: self.total_rows,
         })
+    }
+
+    /// Recomputes, by exact long division, every mean that
+    /// [`mean_window_tensor`] left in doubt or that has terms outside the
+    /// window.
+    fn finish_exactly(&self, total: NonZeroU32, out: &mut Params<INPUTS, HIDDEN1, HIDDEN2>) {
+        let tensors = self
+            .high
+            .tensors()
+            .into_iter()
+            .zip(self.low.tensors())
+            .zip(self.sums.tensors())
+            .zip(out.tensors_mut());
+        for (((high, low), sums), values) in tensors {
+            let parameters = high.iter().zip(low).zip(sums).zip(values.iter_mut());
+            for (((&high, &low), sum), value) in parameters {
+                let outside = self.outside_window && *sum != ExactSum::ZERO;
+                if !outside && F64_DIGITS && !in_doubt(high + low, total) {
+                    continue;
+                }
+                let mut exact = if self.outside_window {
+                    *sum
+                } else {
+                    ExactSum::ZERO
+                };
+                if F64_DIGITS {
+                    exact.add_f64(high);
+                    exact.add_f64(low);
+                }
+                *value = exact.mean(total);
+            }
+        }
     }
 
     /// Returns the number of accepted updates.
@@ -397,6 +623,146 @@ impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
     pub fn total_rows(&self) -> u32 {
         self.total_rows
     }
+}
+
+/// Facts about an update that [`FedAvg::add`] checks before adding it.
+struct Scan {
+    /// Wire-order index of the first NaN or infinite value.
+    first_non_finite: Option<usize>,
+    /// Whether a non-zero value lies outside the window of the `f64` digits.
+    outside_window: bool,
+}
+
+/// Scans an update for non-finite values and values outside the window.
+///
+/// The common pass computes one flag with float compares, four to a vector:
+/// whether a value is non-zero and not inside the window. Infinity lies past
+/// the window and NaN is tested for, so both raise the flag too.
+/// Only then does a second pass tell them apart and find the index of the
+/// first non-finite value.
+fn scan<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>(
+    params: &Params<INPUTS, HIDDEN1, HIDDEN2>,
+) -> Scan {
+    let mut unusual = false;
+    for values in params.tensors() {
+        for &value in values {
+            let magnitude = value.abs();
+            let past_end = (magnitude >= WINDOW_END) | magnitude.is_nan();
+            let below_start = (magnitude < WINDOW_START) & (magnitude > 0.0);
+            unusual |= past_end | below_start;
+        }
+    }
+    if !unusual {
+        return Scan {
+            first_non_finite: None,
+            outside_window: false,
+        };
+    }
+    Scan {
+        first_non_finite: params.iter().position(|value| !value.is_finite()),
+        outside_window: true,
+    }
+}
+
+/// Smallest magnitude inside the window: `2^(95 − 127)`.
+const WINDOW_START: f32 = 1.0 / (1u64 << (127 - WINDOW_EXPONENT_MIN)) as f32;
+
+/// Smallest magnitude past the window: `2^(95 + 40 − 127)`.
+const WINDOW_END: f32 = (1u64 << (WINDOW_EXPONENT_MIN + WINDOW_EXPONENTS - 127)) as f32;
+
+/// Returns true when `value`'s magnitude lies in `[2^−32, 2^8)`, the window
+/// of the `f64` digits: when its biased exponent lies in `95..135`.
+#[inline(always)]
+fn in_window(value: f32) -> bool {
+    let magnitude = value.abs();
+    (WINDOW_START..WINDOW_END).contains(&magnitude)
+}
+
+/// Adds (or with `FIRST`, writes) `factor · value` to the digits of one
+/// tensor. With `MASKED`, a value outside the window adds zero here; without
+/// it, every value must lie inside the window or be zero.
+///
+/// `factor · value` is exact: the factor has at most 29 significant bits
+/// (16 when rows were split) and the value 24. Splitting it at `2^−11` with
+/// [`SPLIT`] and adding the parts to the digits is exact as well, by the
+/// bounds given with the constants. The loop has no branch, so it
+/// vectorises.
+#[inline]
+fn add_window_tensor<const FIRST: bool, const MASKED: bool>(
+    high: &mut [f64],
+    low: &mut [f64],
+    values: &[f32],
+    factor: f64,
+) {
+    let len = high.len().min(low.len()).min(values.len());
+    let (high, low, values) = (&mut high[..len], &mut low[..len], &values[..len]);
+    for index in 0..len {
+        let value = values[index];
+        let term = if !MASKED || in_window(value) {
+            factor * f64::from(value)
+        } else {
+            0.0
+        };
+        let term_high = (term + SPLIT) - SPLIT;
+        let term_low = term - term_high;
+        if FIRST {
+            high[index] = term_high;
+            low[index] = term_low;
+        } else {
+            high[index] += term_high;
+            low[index] += term_low;
+        }
+    }
+}
+
+/// Bits of an `f64` significand that rounding to `f32` drops.
+const DROPPED_BITS: u32 = 52 - 23;
+
+/// Half a unit in the last place of an `f32`, in units of the `f64`
+/// significand's last place.
+const HALF_F32_ULP: u32 = 1 << (DROPPED_BITS - 1);
+
+/// Distance from a halfway point, in units in the last place of an `f64`,
+/// below which a mean computed in `f64` is in doubt. Twice the error bound.
+const DOUBT_MARGIN: u32 = 8;
+
+/// Writes `(high + low) · inverse` rounded to `f32` for every parameter of
+/// one tensor, and returns whether any of them is in doubt.
+///
+/// With `inverse` the `f64` nearest `1 / total`, the computed quotient is
+/// within three roundings of `2^−53` each of the exact mean: less than 4
+/// units in its last place. Rounding it to `f32` gives the correctly rounded
+/// mean unless a halfway point between two `f32` values lies within that
+/// distance; [`in_doubt`] checks for twice that. Every mean inside the
+/// window is a normal `f32` (it lies between `2^−87` and `2^8`), so the
+/// halfway points are where the 29 dropped bits equal `2^28`.
+#[inline]
+fn mean_window_tensor(high: &[f64], low: &[f64], out: &mut [f32], inverse: f64) -> bool {
+    let len = high.len().min(low.len()).min(out.len());
+    let (high, low, out) = (&high[..len], &low[..len], &mut out[..len]);
+    let mut doubt = false;
+    for index in 0..len {
+        let mean = (high[index] + low[index]) * inverse;
+        doubt |= near_halfway(mean);
+        out[index] = mean as f32;
+    }
+    doubt
+}
+
+/// Returns true when `mean` lies within [`DOUBT_MARGIN`] units of an `f32`
+/// halfway point.
+#[inline(always)]
+fn near_halfway(mean: f64) -> bool {
+    // The dropped bits are the low 29 of the pattern, so 32-bit arithmetic
+    // suffices, which SSE2 has for vectors and 64-bit compares it lacks.
+    let dropped = (mean.to_bits() as u32) & ((1 << DROPPED_BITS) - 1);
+    dropped.wrapping_sub(HALF_F32_ULP - DOUBT_MARGIN) <= 2 * DOUBT_MARGIN
+}
+
+/// Returns true when the mean of `sum` over `total` rows, computed as
+/// [`mean_window_tensor`] does, is in doubt.
+fn in_doubt(sum: f64, total: NonZeroU32) -> bool {
+    near_halfway(sum * (1.0 / f64::from(total.get())))
 }
 
 impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize> Default
@@ -502,6 +868,24 @@ mod tests {
         let mut out = Small::zeros();
         avg.finish(&mut out).expect("at least one update");
         bits_of(&out)
+    }
+
+    /// Asserts that two aggregates hold the same state, bit for bit.
+    fn assert_same_state(actual: &SmallAvg, expected: &SmallAvg) {
+        let digits = |avg: &SmallAvg| -> Vec<u64> {
+            avg.high
+                .iter()
+                .chain(avg.low.iter())
+                .map(|digit| digit.to_bits())
+                .collect()
+        };
+        assert_eq!(digits(actual), digits(expected));
+        assert_eq!(actual.sums, expected.sums);
+        assert_eq!(actual.outside_window, expected.outside_window);
+        assert_eq!(actual.updates, expected.updates);
+        assert_eq!(actual.total_rows, expected.total_rows);
+        assert_eq!(actual.adds_since_normalise, expected.adds_since_normalise);
+        assert_eq!(actual.terms_since_carry, expected.terms_since_carry);
     }
 
     fn finish_bits(avg: &SmallAvg) -> Vec<u32> {
@@ -718,7 +1102,7 @@ mod tests {
     #[test]
     fn default_model_mean_and_size() {
         type Default = FedAvg<20, 64, 32>;
-        assert_eq!(core::mem::size_of::<Default>(), 276_576);
+        assert_eq!(core::mem::size_of::<Default>(), 331_896);
         assert_eq!(core::mem::size_of::<ExactSum>(), 80);
 
         let fingerprint = Params::<20, 64, 32>::fingerprint();
@@ -1075,6 +1459,178 @@ mod tests {
         }
     }
 
+    /// Computes the mean with the exact integer sums alone, bypassing the
+    /// `f64` digits, as a reference for them.
+    fn exact_mean_bits(updates: &[(u32, Small)]) -> Vec<u32> {
+        let mut sums = [ExactSum::ZERO; Small::COUNT];
+        let mut total = 0_u32;
+        for (rows, params) in updates {
+            for (sum, &value) in sums.iter_mut().zip(params.iter()) {
+                sum.add(*rows, value);
+            }
+            total += rows;
+        }
+        let total = NonZeroU32::new(total).expect("at least one row");
+        sums.iter().map(|sum| sum.mean(total).to_bits()).collect()
+    }
+
+    /// Returns a value whose biased exponent is drawn from `exponents`, so
+    /// that the window's edges, 95 and 134, are crossed often.
+    fn near_window_edges(rng: &mut SplitMix64) -> f32 {
+        let exponents = if rng.range(0, 1) == 0 {
+            90..=100
+        } else {
+            129..=139
+        };
+        rng.finite(exponents)
+    }
+
+    #[test]
+    fn window_bounds_match_exponents() {
+        assert_eq!(WINDOW_START.to_bits() >> 23, WINDOW_EXPONENT_MIN);
+        assert_eq!(
+            WINDOW_END.to_bits() >> 23,
+            WINDOW_EXPONENT_MIN + WINDOW_EXPONENTS
+        );
+        for biased in 0..=254_u32 {
+            for fraction in [0, 1, 0x40_0000, 0x7F_FFFF] {
+                let value = f32::from_bits(biased << 23 | fraction);
+                let expected =
+                    (WINDOW_EXPONENT_MIN..WINDOW_EXPONENT_MIN + WINDOW_EXPONENTS).contains(&biased);
+                assert_eq!(in_window(value), expected, "{value:e}");
+                assert_eq!(in_window(-value), expected, "{:e}", -value);
+            }
+        }
+    }
+
+    #[test]
+    fn window_digits_match_exact_sums() {
+        let mut rng = SplitMix64(0xD161);
+        for case in 0..400 {
+            let count = rng.range(1, 12) as usize;
+            let mut updates: Vec<(u32, Small)> = (0..count)
+                .map(|_| {
+                    let rows = match rng.range(0, 3) {
+                        0 => rng.range(1, 40) as u32,
+                        1 => rng.range(1, 1 << 20) as u32,
+                        _ => rng.range(1, (1 << 32) / 12) as u32,
+                    };
+                    let values: Vec<f32> = (0..Small::COUNT)
+                        .map(|_| match rng.range(0, 4) {
+                            0 => near_window_edges(&mut rng),
+                            1 => HARD[rng.range(0, 17) as usize],
+                            _ => rng.finite(110..=127),
+                        })
+                        .collect();
+                    (rows, params_from(|j| values[j]))
+                })
+                .collect();
+            let expected = exact_mean_bits(&updates);
+            assert_eq!(mean_bits(&updates), expected, "case {case}");
+            rng.shuffle(&mut updates);
+            assert_eq!(mean_bits(&updates), expected, "case {case} shuffled");
+        }
+    }
+
+    #[test]
+    fn split_row_counts_match_exact_sums() {
+        // Row counts from 2^29 up are split into two factors. Values inside
+        // the window only, so that the digits carry the whole sum.
+        let mut rng = SplitMix64(0x5B1);
+        for rows in [1 << 29, (1 << 29) + 1, 0xFFFF_0000, u32::MAX - 1, u32::MAX] {
+            let values: Vec<f32> = (0..Small::COUNT).map(|_| rng.finite(96..=133)).collect();
+            let update = (rows, params_from(|j| values[j]));
+            let mut updates = std::vec![update];
+            if rows < u32::MAX {
+                let other: Vec<f32> = (0..Small::COUNT).map(|_| rng.finite(96..=133)).collect();
+                updates.push((1, params_from(|j| other[j])));
+            }
+            assert_eq!(
+                mean_bits(&updates),
+                exact_mean_bits(&updates),
+                "rows {rows}"
+            );
+        }
+    }
+
+    #[test]
+    fn carries_keep_the_value() {
+        // 1500 updates take the low digits through two carries on their own,
+        // and a forced carry after the third update adds one more.
+        let mut rng = SplitMix64(0xCA77);
+        let updates: Vec<(u32, Small)> = (0..1500)
+            .map(|_| {
+                let rows = rng.range(1, 2_000_000) as u32;
+                let values: Vec<f32> = (0..Small::COUNT).map(|_| rng.finite(96..=133)).collect();
+                (rows, params_from(|j| values[j]))
+            })
+            .collect();
+        let expected = exact_mean_bits(&updates);
+        assert_eq!(mean_bits(&updates), expected);
+
+        let mut avg = SmallAvg::new();
+        for (step, (rows, params)) in updates.iter().enumerate() {
+            if step == 3 {
+                avg.terms_since_carry = CARRY_AFTER;
+            }
+            avg.add(SMALL, *rows, params).unwrap();
+        }
+        assert!(!avg.outside_window);
+        assert_eq!(finish_bits(&avg), expected);
+    }
+
+    #[test]
+    fn means_near_halfway_are_settled_exactly() {
+        // (1 + (1 + 2^−23) + x − 2^−32) / 4 with x = 2^−32 · (1 + 2^−23)
+        // is 0.5 + 2^−25 + 2^−57: a hair above the halfway point between 0.5
+        // and its successor, closer to it than the f64 mean can tell. Every
+        // value lies inside the window.
+        let x = f32::from_bits((2.0_f32.powi(-32)).to_bits() + 1);
+        let y = 2.0_f32.powi(-32);
+        let next_after_half = f32::from_bits(0.5_f32.to_bits() + 1);
+        let cases: [(&[(f32, u32)], f32); 3] = [
+            (
+                &[(1.0, 1), (1.0 + f32::EPSILON, 1), (x, 1), (-y, 1)],
+                next_after_half,
+            ),
+            (
+                &[(-1.0, 1), (-1.0 - f32::EPSILON, 1), (-x, 1), (y, 1)],
+                -next_after_half,
+            ),
+            // Below the halfway point by the same hair: rounds down.
+            (&[(1.0, 1), (1.0 + f32::EPSILON, 1), (y, 1), (-x, 1)], 0.5),
+        ];
+        for (terms, expected) in cases {
+            let updates: Vec<(u32, Small)> = terms
+                .iter()
+                .map(|&(value, rows)| (rows, Small::splat(value)))
+                .collect();
+            let mut avg = SmallAvg::new();
+            for (rows, params) in &updates {
+                avg.add(SMALL, *rows, params).unwrap();
+            }
+            assert!(!avg.outside_window, "{terms:?}");
+            let total = NonZeroU32::new(avg.total_rows()).unwrap();
+            let sum = avg.high.bias3[0] + avg.low.bias3[0];
+            assert!(in_doubt(sum, total), "{terms:?} must take the exact path");
+            let bits = finish_bits(&avg);
+            assert_eq!(bits[0], expected.to_bits(), "{terms:?}");
+            assert_correctly_rounded(terms, f32::from_bits(bits[0]));
+        }
+    }
+
+    #[test]
+    fn reset_after_outside_values_clears_exact_sums() {
+        let mut avg = SmallAvg::new();
+        avg.add(SMALL, 2, &Small::splat(1e30)).unwrap();
+        assert!(avg.outside_window);
+        avg.reset();
+        assert!(!avg.outside_window);
+        assert_eq!(avg.sums, SmallAvg::new().sums);
+        avg.add(SMALL, 3, &Small::splat(0.75)).unwrap();
+        assert!(finish_bits(&avg).iter().all(|&b| b == 0.75_f32.to_bits()));
+    }
+
     #[test]
     fn rejects_nan_and_infinity_at_index() {
         let mut avg = SmallAvg::new();
@@ -1092,7 +1648,7 @@ mod tests {
             }
             other => panic!("expected NonFinite, got {other:?}"),
         }
-        assert_eq!(avg.sums, before.sums);
+        assert_same_state(&avg, &before);
         assert_eq!(finish_bits(&avg), mean_before);
 
         let mut params = Small::splat(1.0);
@@ -1114,7 +1670,7 @@ mod tests {
             })
         );
 
-        assert_eq!(avg.sums, before.sums);
+        assert_same_state(&avg, &before);
         assert_eq!(avg.updates(), 1);
         assert_eq!(avg.total_rows(), 3);
         assert_eq!(finish_bits(&avg), mean_before);
@@ -1135,7 +1691,7 @@ mod tests {
                 found: other
             })
         );
-        assert_eq!(avg.sums, before.sums);
+        assert_same_state(&avg, &before);
         assert_eq!(avg.updates(), 1);
         assert_eq!(avg.total_rows(), 3);
         assert_eq!(finish_bits(&avg), mean_before);
@@ -1152,7 +1708,7 @@ mod tests {
             avg.add(SMALL, 0, &Small::splat(1.0)),
             Err(AggregateError::NoRows)
         );
-        assert_eq!(avg.sums, before.sums);
+        assert_same_state(&avg, &before);
         assert_eq!(avg.updates(), 1);
         assert_eq!(avg.total_rows(), 3);
         assert_eq!(finish_bits(&avg), mean_before);
@@ -1172,7 +1728,7 @@ mod tests {
                 rows: 11
             })
         );
-        assert_eq!(avg.sums, before.sums);
+        assert_same_state(&avg, &before);
         assert_eq!(avg.updates(), 1);
         assert_eq!(avg.total_rows(), u32::MAX - 10);
         assert_eq!(finish_bits(&avg), mean_before);
@@ -1207,8 +1763,11 @@ mod tests {
         let mut avg = SmallAvg::new();
         avg.add(SMALL, 9, &Small::splat(-3.5)).unwrap();
         avg.reset();
-        assert_eq!(avg.sums, SmallAvg::new().sums);
+        let fresh = SmallAvg::new();
+        assert_eq!(avg.sums, fresh.sums);
+        assert!(!avg.outside_window);
         assert_eq!(avg.adds_since_normalise, 0);
+        assert_eq!(avg.terms_since_carry, 0);
         avg.add(SMALL, 2, &Small::splat(1.5)).unwrap();
         assert!(finish_bits(&avg).iter().all(|&b| b == 1.5_f32.to_bits()));
     }

@@ -29,8 +29,8 @@
 //!    weighted by its training rows, in an exact fixed-point accumulator,
 //!    so any arrival order gives the same bits. It rejects NaN, infinity,
 //!    a model mismatch, zero rows and a row total past `u32::MAX`, and
-//!    leaves the aggregate unchanged when it does. Its accumulator takes 80
-//!    bytes per parameter (276,576 bytes for the default network), which
+//!    leaves the aggregate unchanged when it does. Its accumulator takes 96
+//!    bytes per parameter (331,896 bytes for the default network), which
 //!    suits a server or gateway rather than a small device.
 //! 5. **Wire format** ([`wire`]). Requests, updates, metrics and
 //!    standardisation statistics travel as postcard frames with a length

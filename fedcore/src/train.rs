@@ -8,7 +8,7 @@
 //! 64 KiB in a test) plus under 1 KiB of activations on the stack.
 
 use crate::adam::{Adam, AdamConfig};
-use crate::model::{self, Activations, Dropout};
+use crate::model::{self, Activations, Dropout, NonZero};
 use crate::params::Params;
 use crate::rng::{self, Purpose, Rng};
 
@@ -386,23 +386,48 @@ impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
         self.grads = Params::zeros();
         let inverse_size = 1.0 / batch.len() as f32;
         let mut activations = Activations::new();
+        let mut non_zero = NonZero::new();
         let mut loss_sum = 0.0f32;
+
+        // Rows come in shuffled order, so each read is a likely cache miss.
+        // The next row is read before the current one is trained on, which
+        // lets the processor fetch it while the passes run.
         let mut input = [0.0f32; INPUTS];
-        for &row in batch {
-            let label = data.sample(row as usize, &mut input);
+        let mut next_input = [0.0f32; INPUTS];
+        let mut next_label = batch
+            .first()
+            .map_or(0.0, |&row| data.sample(row as usize, &mut next_input));
+        for position in 0..batch.len() {
+            core::mem::swap(&mut input, &mut next_input);
+            let label = next_label;
+            if let Some(&row) = batch.get(position + 1) {
+                next_label = data.sample(row as usize, &mut next_input);
+            }
+
             let input = &input;
-            let logit = model::forward(
+            let logit = model::forward_sparse(
                 &self.params,
                 input,
                 Some((&self.dropout, &mut self.dropout_rng)),
                 &mut activations,
+                &mut non_zero,
             );
-            loss_sum += model::bce_with_logit(logit, label);
-            let d_logit = (model::sigmoid(logit) - label) * inverse_size;
-            model::backward(&self.params, input, &activations, d_logit, &mut self.grads);
+            let (loss, probability) = model::bce_and_sigmoid(logit, label);
+            loss_sum += loss;
+            let d_logit = (probability - label) * inverse_size;
+
+            model::backward_unit_major(
+                &self.params,
+                input,
+                &activations,
+                d_logit,
+                &mut self.grads,
+                &non_zero,
+            );
         }
+
         self.adam
-            .step(&self.config.adam, &mut self.params, &self.grads);
+            .step_unit_major(&self.config.adam, &mut self.params, &self.grads);
         loss_sum
     }
 }
