@@ -121,7 +121,8 @@ impl Fingerprint {
     /// Widths above `u16::MAX` do not fit a microcontroller's memory, so they
     /// are rejected at compile time.
     pub const fn of<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>() -> Self {
-        assert!(INPUTS <= u16::MAX as usize && HIDDEN1 <= u16::MAX as usize);
+        assert!(INPUTS <= u16::MAX as usize);
+        assert!(HIDDEN1 <= u16::MAX as usize);
         assert!(HIDDEN2 <= u16::MAX as usize);
         Self {
             inputs: INPUTS as u16,

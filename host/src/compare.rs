@@ -377,16 +377,27 @@ fn federation<const INPUTS: usize>(
     source: &Source,
     config: &CompareConfig,
     initial: &Model<INPUTS>,
-) -> Result<
-    (
-        Server<INPUTS>,
-        Standardization<INPUTS>,
-        Vec<FeatureStats<INPUTS>>,
-    ),
-    CompareError,
-> {
-    let features = source.feature_count();
-    let mut server = Server::new(hospitals::<INPUTS>(source, config)?, features, *initial);
+) -> Result<Federation<INPUTS>, CompareError> {
+    let devices = hospitals::<INPUTS>(source, config)?;
+    standardized_federation(devices, source, initial)
+}
+
+/// A server with its hospitals, the federation's standardisation and each
+/// hospital's feature statistics.
+type Federation<const INPUTS: usize> = (
+    Server<INPUTS>,
+    Standardization<INPUTS>,
+    Vec<FeatureStats<INPUTS>>,
+);
+
+/// Creates a server over `devices` and sends them the federation's
+/// standardisation.
+fn standardized_federation<const INPUTS: usize>(
+    devices: Vec<Box<dyn Device>>,
+    source: &Source,
+    initial: &Model<INPUTS>,
+) -> Result<Federation<INPUTS>, CompareError> {
+    let mut server = Server::new(devices, source.feature_count(), *initial);
     let (standardization, stats) = server.standardize()?;
     Ok((server, standardization, stats))
 }
@@ -398,19 +409,10 @@ fn qemu_federation<const INPUTS: usize>(
     config: &CompareConfig,
     initial: &Model<INPUTS>,
     progress: &mut dyn FnMut(&str),
-) -> Result<
-    (
-        Server<INPUTS>,
-        Standardization<INPUTS>,
-        Vec<FeatureStats<INPUTS>>,
-    ),
-    CompareError,
-> {
+) -> Result<Federation<INPUTS>, CompareError> {
     let devices = crate::qemu::hospitals::<INPUTS>(source, config, progress)
         .map_err(|error| CompareError::Qemu(error.to_string()))?;
-    let mut server = Server::new(devices, source.feature_count(), *initial);
-    let (standardization, stats) = server.standardize()?;
-    Ok((server, standardization, stats))
+    standardized_federation(devices, source, initial)
 }
 
 fn run_with<const INPUTS: usize>(

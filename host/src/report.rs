@@ -304,12 +304,15 @@ fn verdict(
         );
         let positive = hospital.train_positives as f64 / hospital.train_rows.max(1) as f64;
         let label_shift = (positive - federation_positive).abs() > LABEL_BALANCE_MARGIN;
-        match hospital.largest_shift {
-            Some((column, sd)) if sd.abs() >= FEATURE_SHIFT_MARGIN => {
-                let name = comparison
-                    .feature_names
-                    .get(column)
-                    .map_or("?", String::as_str);
+        let shift = hospital.largest_shift.map(|(column, sd)| {
+            let name = comparison
+                .feature_names
+                .get(column)
+                .map_or("?", String::as_str);
+            (name, sd)
+        });
+        match shift {
+            Some((name, sd)) if sd.abs() >= FEATURE_SHIFT_MARGIN => {
                 let _ = write!(
                     out,
                     "; its {name} mean lies {:.2} SD {} the federation's",
@@ -317,11 +320,7 @@ fn verdict(
                     if sd < 0.0 { "below" } else { "above" }
                 );
             }
-            Some((column, sd)) if !label_shift => {
-                let name = comparison
-                    .feature_names
-                    .get(column)
-                    .map_or("?", String::as_str);
+            Some((name, sd)) if !label_shift => {
                 let _ = write!(
                     out,
                     "; its feature means and label balance match the federation's (largest shift {name} {sd:+.2} SD), \

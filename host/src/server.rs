@@ -247,7 +247,7 @@ impl<const INPUTS: usize> Server<INPUTS> {
     /// Runs one federated round: every online hospital trains the global
     /// model for `epochs` epochs, and the accepted updates are averaged
     /// weighted by training rows. When no update is accepted, the previous
-    /// global model stays and the outcome says so.
+    /// global model stays and the outcome records it.
     pub fn train_round(&mut self, round: u32, epochs: u16, online: &[bool]) -> RoundOutcome {
         self.fedavg.reset();
         let global = *self.global;
