@@ -273,26 +273,82 @@ pub struct Trainer<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usi
     shuffle_rng: Rng,
 }
 
-/// Training rows needed for a shuffle buffer that was too short.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OrderBufferTooShort {
-    /// Rows in the dataset.
-    pub rows: usize,
-    /// Length of the buffer given.
-    pub len: usize,
+/// An integer type that can hold a row index in a shuffle buffer.
+///
+/// `u32` fits any dataset. `u16` halves the buffer on a microcontroller,
+/// for datasets of at most 65,536 rows. Both give the same shuffle.
+pub trait RowIndex: Copy {
+    /// Rows that a buffer of this type can index.
+    const MAX_ROWS: usize;
+
+    /// The index of row `row`, which is below [`Self::MAX_ROWS`].
+    fn from_row(row: usize) -> Self;
+
+    /// The row this index names.
+    fn row(self) -> usize;
 }
 
-impl core::fmt::Display for OrderBufferTooShort {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "shuffle buffer holds {} indices but the dataset has {} rows; pass a buffer of at least {} entries",
-            self.len, self.rows, self.rows
-        )
+impl RowIndex for u16 {
+    const MAX_ROWS: usize = 1 << 16;
+
+    fn from_row(row: usize) -> Self {
+        row as u16
+    }
+
+    fn row(self) -> usize {
+        usize::from(self)
     }
 }
 
-impl core::error::Error for OrderBufferTooShort {}
+impl RowIndex for u32 {
+    // A dataset's row count fits in u32 (see `Dataset::new`).
+    const MAX_ROWS: usize = u32::MAX as usize;
+
+    fn from_row(row: usize) -> Self {
+        row as u32
+    }
+
+    fn row(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why [`Trainer::train_epoch`] could not use the shuffle buffer it was
+/// given. Nothing was trained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderError {
+    /// The buffer has fewer entries than the dataset has rows.
+    TooShort {
+        /// Rows in the dataset.
+        rows: usize,
+        /// Entries in the buffer.
+        len: usize,
+    },
+    /// The buffer's integer type cannot index every row.
+    TooNarrow {
+        /// Rows in the dataset.
+        rows: usize,
+        /// Rows the type can index.
+        max_rows: usize,
+    },
+}
+
+impl core::fmt::Display for OrderError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::TooShort { rows, len } => write!(
+                f,
+                "shuffle buffer holds {len} indices but the dataset has {rows} rows; pass a buffer of at least {rows} entries"
+            ),
+            Self::TooNarrow { rows, max_rows } => write!(
+                f,
+                "shuffle buffer's index type reaches {max_rows} rows but the dataset has {rows}; use a u32 buffer"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for OrderError {}
 
 impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
     Trainer<INPUTS, HIDDEN1, HIDDEN2>
@@ -338,6 +394,21 @@ impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
     /// Adam's state as [`TrainConfig::moments`] says.
     pub fn load_global(&mut self, params: &Params<INPUTS, HIDDEN1, HIDDEN2>) {
         self.params = *params;
+        self.start_round();
+    }
+
+    /// Returns the parameters for writing a global model in place: a device
+    /// with little RAM decodes a frame straight into them instead of into a
+    /// second copy. Call [`Trainer::start_round`] once they hold the new
+    /// model.
+    pub fn params_mut(&mut self) -> &mut Params<INPUTS, HIDDEN1, HIDDEN2> {
+        &mut self.params
+    }
+
+    /// Keeps or resets Adam's state as [`TrainConfig::moments`] selects,
+    /// for a global model written through [`Trainer::params_mut`].
+    /// [`Trainer::load_global`] calls it.
+    pub fn start_round(&mut self) {
         if self.config.moments == MomentPolicy::Reset {
             self.adam.reset();
         }
@@ -348,20 +419,26 @@ impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
     /// with one Adam step on the batch's mean gradient.
     ///
     /// `order` is scratch space for the shuffled row indices and needs at
-    /// least `data.rows()` entries. An empty dataset trains nothing.
-    pub fn train_epoch<S: Samples<INPUTS> + ?Sized>(
+    /// least `data.rows()` entries, of `u32` or, for up to 65,536 rows,
+    /// `u16`. An empty dataset trains nothing.
+    pub fn train_epoch<S: Samples<INPUTS> + ?Sized, O: RowIndex>(
         &mut self,
         data: &S,
-        order: &mut [u32],
-    ) -> Result<EpochSummary, OrderBufferTooShort> {
+        order: &mut [O],
+    ) -> Result<EpochSummary, OrderError> {
         let rows = data.rows() as usize;
+        if rows > O::MAX_ROWS {
+            return Err(OrderError::TooNarrow {
+                rows,
+                max_rows: O::MAX_ROWS,
+            });
+        }
         let len = order.len();
         let order = order
             .get_mut(..rows)
-            .ok_or(OrderBufferTooShort { rows, len })?;
+            .ok_or(OrderError::TooShort { rows, len })?;
         for (index, slot) in order.iter_mut().enumerate() {
-            // Dataset::new guarantees the row count fits in u32.
-            *slot = index as u32;
+            *slot = O::from_row(index);
         }
         rng::shuffle(&mut self.shuffle_rng, order);
 
@@ -382,7 +459,11 @@ impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
 
     /// Runs one mini-batch of the given row indices and returns the sum of
     /// its per-row losses.
-    fn train_batch<S: Samples<INPUTS> + ?Sized>(&mut self, data: &S, batch: &[u32]) -> f32 {
+    fn train_batch<S: Samples<INPUTS> + ?Sized, O: RowIndex>(
+        &mut self,
+        data: &S,
+        batch: &[O],
+    ) -> f32 {
         self.grads = Params::zeros();
         let inverse_size = 1.0 / batch.len() as f32;
         let mut activations = Activations::new();
@@ -396,12 +477,12 @@ impl<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>
         let mut next_input = [0.0f32; INPUTS];
         let mut next_label = batch
             .first()
-            .map_or(0.0, |&row| data.sample(row as usize, &mut next_input));
+            .map_or(0.0, |&row| data.sample(row.row(), &mut next_input));
         for position in 0..batch.len() {
             core::mem::swap(&mut input, &mut next_input);
             let label = next_label;
             if let Some(&row) = batch.get(position + 1) {
-                next_label = data.sample(row as usize, &mut next_input);
+                next_label = data.sample(row.row(), &mut next_input);
             }
 
             let input = &input;

@@ -24,6 +24,12 @@
 //! payload's length and the finiteness of every float, and returns a typed
 //! [`DecodeError`] on the first failure. Past a successful decode the
 //! fixed-size math cannot fail. No input makes encoding or decoding panic.
+//!
+//! [`read_frame`], [`write_train`], [`write_evaluate`] and [`write_update`]
+//! move frames through a [`Source`] or [`Sink`] in pieces, with a buffer of
+//! [`stream_buffer_len`] bytes instead of a whole frame, for devices with
+//! little RAM. They produce and accept the same bytes as the buffered
+//! functions.
 
 use core::fmt;
 
@@ -38,14 +44,19 @@ use crate::train::Metrics;
 /// The format version written into every frame and the only one accepted.
 pub const VERSION: u8 = 1;
 
-/// CRC-32 with 16 lookup tables (16 KiB of flash), which checks a default
-/// update frame several times faster than one table does. Every table size
-/// computes the same checksum.
-const CRC: crc::Crc<u32, crc::Table<16>> =
-    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
 const CRC_LEN: usize = 4;
 const MAX_PREFIX_LEN: usize = 5;
 const MAX_HEADER_LEN: usize = 1 + 1 + 3 * 3 + 5 + 5;
+
+/// The frame checksum: CRC-32/ISO-HDLC. `crc32fast` computes it with
+/// carry-less multiplication where the processor has it (detected at run
+/// time with the `std` feature) and with sixteen 1 KiB tables elsewhere;
+/// every path gives the same value.
+fn checksum(bytes: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(bytes);
+    hasher.finalize()
+}
 
 /// What a frame carries. The postcard encoding is the variant's position,
 /// starting at 0 for `Train`.
@@ -345,32 +356,38 @@ impl core::error::Error for DecodeError {}
 /// HIDDEN2 → 1` model.
 pub const fn frame_capacity<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>(
 ) -> usize {
-    let params = Params::<INPUTS, HIDDEN1, HIDDEN2>::COUNT * 4 + 3 + INPUTS * 16;
-    let stats = INPUTS * (5 + 8 + 8);
-    let metrics = 5 * 5 + 8;
-    let mut payload = params;
-    if stats > payload {
-        payload = stats;
+    // The longest frame with parameters is a Model frame.
+    let model = Params::<INPUTS, HIDDEN1, HIDDEN2>::COUNT * 4 + 3 + INPUTS * 16;
+    let model = MAX_PREFIX_LEN + MAX_HEADER_LEN + model + CRC_LEN;
+    let others = stream_buffer_len::<INPUTS, HIDDEN1, HIDDEN2>();
+    if model > others {
+        model
+    } else {
+        others
     }
-    if metrics > payload {
-        payload = metrics;
-    }
-    MAX_PREFIX_LEN + MAX_HEADER_LEN + payload + CRC_LEN
 }
 
 // ---------------------------------------------------------------------------
 // Encoding
 
-struct ParamsRef<'a, const I: usize, const H1: usize, const H2: usize>(&'a Params<I, H1, H2>);
-
-impl<const I: usize, const H1: usize, const H2: usize> Serialize for ParamsRef<'_, I, H1, H2> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut tuple = serializer.serialize_tuple(Params::<I, H1, H2>::COUNT)?;
-        for value in self.0.iter() {
-            tuple.serialize_element(value)?;
+/// Writes the parameters as little-endian `f32` in wire order, which is
+/// postcard's encoding of a tuple of `f32`, and returns the bytes written.
+fn put_params<const I: usize, const H1: usize, const H2: usize>(
+    area: &mut [u8],
+    params: &Params<I, H1, H2>,
+) -> postcard::Result<usize> {
+    let len = Params::<I, H1, H2>::COUNT * 4;
+    let mut area = area
+        .get_mut(..len)
+        .ok_or(postcard::Error::SerializeBufferFull)?;
+    for tensor in params.tensors() {
+        let (head, rest) = area.split_at_mut(tensor.len() * 4);
+        for (bytes, value) in head.chunks_exact_mut(4).zip(tensor) {
+            bytes.copy_from_slice(&value.to_le_bytes());
         }
-        tuple.end()
+        area = rest;
     }
+    Ok(len)
 }
 
 struct ArrayRef<'a, T>(&'a [T]);
@@ -412,7 +429,7 @@ fn encode_with(
     out[..prefix_len].copy_from_slice(&prefix[..prefix_len]);
 
     let crc_at = prefix_len + body_len;
-    let crc = CRC.checksum(&out[..crc_at]);
+    let crc = checksum(&out[..crc_at]);
     out.get_mut(crc_at..crc_at + CRC_LEN)
         .ok_or(too_small)?
         .copy_from_slice(&crc.to_le_bytes());
@@ -443,7 +460,7 @@ fn encode_params<const I: usize, const H1: usize, const H2: usize>(
         let rest = area
             .get_mut(used..)
             .ok_or(postcard::Error::SerializeBufferFull)?;
-        Ok(used + postcard::to_slice(&ParamsRef(params), rest)?.len())
+        Ok(used + put_params(rest, params)?)
     })
 }
 
@@ -578,7 +595,7 @@ pub fn encode_model<const I: usize, const H1: usize, const H2: usize>(
         let rest = area
             .get_mut(used..)
             .ok_or(postcard::Error::SerializeBufferFull)?;
-        Ok(used + postcard::to_slice(&ParamsRef(params), rest)?.len())
+        Ok(used + put_params(rest, params)?)
     })
 }
 
@@ -646,7 +663,7 @@ fn open(frame: &[u8]) -> Result<(Header, &[u8]), DecodeError> {
     let mut stored = [0u8; CRC_LEN];
     stored.copy_from_slice(&frame[crc_at..]);
     let stored = u32::from_le_bytes(stored);
-    let computed = CRC.checksum(&frame[..crc_at]);
+    let computed = checksum(&frame[..crc_at]);
     if stored != computed {
         return Err(DecodeError::Checksum { stored, computed });
     }
@@ -672,15 +689,18 @@ fn read_params<'p, const I: usize, const H1: usize, const H2: usize>(
     payload: &'p [u8],
     params: &mut Params<I, H1, H2>,
 ) -> Result<&'p [u8], DecodeError> {
-    let mut deserializer = postcard::Deserializer::from_bytes(payload);
-    for tensor in params.tensors_mut() {
-        FillSeed(tensor)
-            .deserialize(&mut deserializer)
-            .map_err(|_| DecodeError::Malformed)?;
+    let len = Params::<I, H1, H2>::COUNT * 4;
+    if payload.len() < len {
+        return Err(DecodeError::Malformed);
     }
-    let rest = deserializer
-        .finalize()
-        .map_err(|_| DecodeError::Malformed)?;
+    let (mut bytes, rest) = payload.split_at(len);
+    for tensor in params.tensors_mut() {
+        let (head, tail) = bytes.split_at(tensor.len() * 4);
+        for (value, le) in tensor.iter_mut().zip(head.chunks_exact(4)) {
+            *value = f32::from_le_bytes([le[0], le[1], le[2], le[3]]);
+        }
+        bytes = tail;
+    }
     if let Some(index) = params.first_non_finite() {
         return Err(DecodeError::NonFinite { index });
     }
@@ -817,4 +837,494 @@ pub fn decode<const I: usize, const H1: usize, const H2: usize>(
         }
     };
     Ok(frame)
+}
+
+// ---------------------------------------------------------------------------
+// Streaming
+
+/// Where [`read_frame`] gets a frame's bytes from: a serial port, a socket
+/// or a slice.
+pub trait Source {
+    /// A failure of the underlying transport.
+    type Error;
+
+    /// Reads up to `buf.len()` bytes into `buf` and returns how many, or 0
+    /// when the stream has ended. Blocks until at least one byte arrives.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error>;
+}
+
+/// Where the `write_*` functions send a frame's bytes.
+pub trait Sink {
+    /// A failure of the underlying transport.
+    type Error;
+
+    /// Writes all of `bytes`.
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), Self::Error>;
+}
+
+impl Source for &[u8] {
+    type Error = core::convert::Infallible;
+
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        let len = buf.len().min(self.len());
+        let (head, rest) = self.split_at(len);
+        buf[..len].copy_from_slice(head);
+        *self = rest;
+        Ok(len)
+    }
+}
+
+/// Why [`read_frame`] returned no frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ReadError<E> {
+    /// The transport failed.
+    Io(E),
+    /// The frame was rejected, as [`decode`] would reject the same bytes.
+    /// The stream is positioned after the frame, or at its end when the
+    /// error is [`DecodeError::Truncated`].
+    Decode(DecodeError),
+    /// The working buffer is shorter than [`stream_buffer_len`]; nothing
+    /// was read.
+    BufferTooSmall {
+        /// Bytes the buffer needs.
+        needed: usize,
+        /// Bytes it holds.
+        available: usize,
+    },
+}
+
+impl<E: fmt::Debug> fmt::Display for ReadError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(error) => write!(f, "reading a frame failed: {error:?}"),
+            Self::Decode(error) => error.fmt(f),
+            Self::BufferTooSmall { needed, available } => write!(
+                f,
+                "the {available}-byte frame buffer is too small; size it with wire::stream_buffer_len ({needed} bytes for this model)"
+            ),
+        }
+    }
+}
+
+/// Why a `write_*` function did not send the whole frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum WriteError<E> {
+    /// The transport failed after part of the frame may have been sent.
+    Io(E),
+    /// The frame could not be encoded; nothing was sent.
+    Encode(EncodeError),
+}
+
+impl<E: fmt::Debug> fmt::Display for WriteError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(error) => write!(f, "writing a frame failed: {error:?}"),
+            Self::Encode(error) => error.fmt(f),
+        }
+    }
+}
+
+/// Returns the working buffer size that [`read_frame`] needs for the
+/// `INPUTS → HIDDEN1 → HIDDEN2 → 1` model: the longest frame without
+/// parameters. It is 450 bytes for the default model, against 14,181 for
+/// [`frame_capacity`].
+pub const fn stream_buffer_len<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>(
+) -> usize {
+    let stats = INPUTS * (5 + 8 + 8);
+    let model_head = 3 + INPUTS * 16;
+    let metrics = 5 * 5 + 8;
+    let mut payload = stats;
+    if model_head > payload {
+        payload = model_head;
+    }
+    if metrics > payload {
+        payload = metrics;
+    }
+    MAX_PREFIX_LEN + MAX_HEADER_LEN + payload + CRC_LEN
+}
+
+/// Bytes pulled from a [`Source`] into the running checksum.
+struct Incoming<'s, S: Source> {
+    source: &'s mut S,
+    hasher: crc32fast::Hasher,
+    /// Bytes read so far.
+    received: usize,
+    /// Bytes the frame needs, once its prefix is known.
+    needed: usize,
+}
+
+impl<S: Source> Incoming<'_, S> {
+    /// Fills `buf` from the source, or fails with `Truncated` when the
+    /// stream ends first.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), ReadError<S::Error>> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let read = self
+                .source
+                .read(&mut buf[filled..])
+                .map_err(ReadError::Io)?;
+            if read == 0 {
+                return Err(ReadError::Decode(DecodeError::Truncated {
+                    needed: self.needed,
+                    available: self.received,
+                }));
+            }
+            filled += read;
+            self.received += read;
+        }
+        Ok(())
+    }
+
+    /// Fills `buf` and adds it to the checksum.
+    fn fill_checked(&mut self, buf: &mut [u8]) -> Result<(), ReadError<S::Error>> {
+        self.fill(buf)?;
+        self.hasher.update(buf);
+        Ok(())
+    }
+}
+
+/// Reads one frame from `source` and decodes it for the `I → H1 → H2 → 1`
+/// model, writing parameters straight into `params`, with a working
+/// buffer of [`stream_buffer_len`] bytes instead of a whole frame.
+///
+/// Returns `Ok(None)` when the stream ends before a frame starts. Bytes
+/// after the frame stay in the stream for the next call. Otherwise the
+/// result is the one [`decode`] gives for the frame's bytes, errors
+/// included; short frames go through [`decode`] itself. One difference
+/// remains: a frame with parameters is checked
+/// against its CRC-32 only after its parameters have been written, so on
+/// an error `params` may hold any part of it. Keep the trained state
+/// elsewhere, or receive only models that replace it, as a site does.
+pub fn read_frame<S: Source, const I: usize, const H1: usize, const H2: usize>(
+    source: &mut S,
+    buffer: &mut [u8],
+    params: &mut Params<I, H1, H2>,
+) -> Result<Option<Frame<I>>, ReadError<S::Error>> {
+    let needed = stream_buffer_len::<I, H1, H2>();
+    if buffer.len() < needed {
+        return Err(ReadError::BufferTooSmall {
+            needed,
+            available: buffer.len(),
+        });
+    }
+    let mut incoming = Incoming {
+        source,
+        hasher: crc32fast::Hasher::new(),
+        received: 0,
+        needed: 1,
+    };
+
+    // The prefix: one byte at a time until postcard reads a whole varint.
+    let (body_len, prefix_len) = loop {
+        let at = incoming.received;
+        incoming.needed = at + 1;
+        let read = incoming
+            .source
+            .read(&mut buffer[at..at + 1])
+            .map_err(ReadError::Io)?;
+        if read == 0 {
+            if at == 0 {
+                return Ok(None);
+            }
+            return Err(ReadError::Decode(DecodeError::Truncated {
+                needed: at + 1,
+                available: at,
+            }));
+        }
+        incoming.received += 1;
+        match postcard::take_from_bytes::<u32>(&buffer[..=at]) {
+            Ok((body_len, _)) => break (body_len as usize, at + 1),
+            Err(postcard::Error::DeserializeUnexpectedEnd) => {}
+            Err(_) => {
+                // The same rejection decode gives; the rest of the frame
+                // cannot be found, so the stream stops here.
+                return Err(ReadError::Decode(DecodeError::Malformed));
+            }
+        }
+    };
+    let total = prefix_len.saturating_add(body_len).saturating_add(CRC_LEN);
+    incoming.needed = total;
+
+    if total <= buffer.len() {
+        incoming.fill(&mut buffer[prefix_len..total])?;
+        return decode(&buffer[..total], params)
+            .map(Some)
+            .map_err(ReadError::Decode);
+    }
+    incoming.hasher.update(&buffer[..prefix_len]);
+    read_long_body(&mut incoming, buffer, body_len, params).map(Some)
+}
+
+/// The parts of a long frame that come before its parameters.
+struct LongHead<const I: usize> {
+    header: Header,
+    /// Epochs, rows or feature count, for the kinds that carry one.
+    leading: u32,
+    standardization: Option<Standardization<I>>,
+}
+
+/// Parses the start of a long frame's body as [`decode`] would, and
+/// returns the parts before the parameters with the bytes they took.
+fn parse_long_head<const I: usize, const H1: usize, const H2: usize>(
+    body: &[u8],
+) -> Result<(LongHead<I>, usize), DecodeError> {
+    match body.first() {
+        Some(&VERSION) => {}
+        Some(&found) => return Err(DecodeError::UnsupportedVersion { found }),
+        None => return Err(DecodeError::Malformed),
+    }
+    let (header, rest) =
+        postcard::take_from_bytes::<Header>(body).map_err(|_| DecodeError::Malformed)?;
+    let expected = Fingerprint::of::<I, H1, H2>();
+    if header.fingerprint != expected {
+        return Err(DecodeError::ModelMismatch {
+            expected,
+            found: header.fingerprint,
+        });
+    }
+    let malformed = |_| DecodeError::Malformed;
+    let (leading, standardization, rest) = match header.kind {
+        FrameKind::Train => {
+            let (epochs, rest) = postcard::take_from_bytes::<u16>(rest).map_err(malformed)?;
+            (u32::from(epochs), None, rest)
+        }
+        FrameKind::Evaluate => (0, None, rest),
+        FrameKind::Update => {
+            let (rows, rest) = postcard::take_from_bytes::<u32>(rest).map_err(malformed)?;
+            (rows, None, rest)
+        }
+        FrameKind::Model => {
+            let (features, rest) = postcard::take_from_bytes::<u16>(rest).map_err(malformed)?;
+            let mut standardization = Standardization {
+                mean: [0.0; I],
+                scale: [1.0; I],
+            };
+            let rest = read_array(rest, &mut standardization.mean)?;
+            let rest = read_array(rest, &mut standardization.scale)?;
+            (u32::from(features), Some(standardization), rest)
+        }
+        // These kinds are never this long, so decode rejects such a body
+        // when it finds bytes left over.
+        FrameKind::Metrics
+        | FrameKind::StatsRequest
+        | FrameKind::FeatureStats
+        | FrameKind::Standardize => return Err(DecodeError::Malformed),
+    };
+    let head = LongHead {
+        header,
+        leading,
+        standardization,
+    };
+    Ok((head, body.len() - rest.len()))
+}
+
+/// Reads the body and checksum of a frame longer than the buffer. The
+/// prefix is in `buffer[..incoming.received]` and in the checksum.
+fn read_long_body<S: Source, const I: usize, const H1: usize, const H2: usize>(
+    incoming: &mut Incoming<'_, S>,
+    buffer: &mut [u8],
+    body_len: usize,
+    params: &mut Params<I, H1, H2>,
+) -> Result<Frame<I>, ReadError<S::Error>> {
+    // The head fills the buffer, or takes the whole body when the body is
+    // shorter than the buffer and only its checksum did not fit.
+    let head_len = buffer.len().min(body_len);
+    incoming.fill_checked(&mut buffer[..head_len])?;
+    let parsed = parse_long_head::<I, H1, H2>(&buffer[..head_len]);
+
+    let params_len = Params::<I, H1, H2>::COUNT * 4;
+    let mut body_left = body_len - head_len;
+    let mut carried = 0;
+    if let Ok((_, used)) = &parsed {
+        buffer.copy_within(*used..head_len, 0);
+        carried = head_len - used;
+    }
+    // Parameters go into `params` while the payload has room for them;
+    // anything else in the body is only checksummed.
+    let mut values = params.iter_mut();
+    let mut written = 0;
+    loop {
+        let whole = carried - carried % 4;
+        if parsed.is_ok() {
+            for le in buffer[..whole].chunks_exact(4) {
+                if written == params_len {
+                    break;
+                }
+                if let Some(value) = values.next() {
+                    *value = f32::from_le_bytes([le[0], le[1], le[2], le[3]]);
+                }
+                written += 4;
+            }
+        }
+        buffer.copy_within(whole..carried, 0);
+        carried -= whole;
+        if body_left == 0 {
+            break;
+        }
+        let take = (buffer.len() - carried).min(body_left);
+        incoming.fill_checked(&mut buffer[carried..carried + take])?;
+        carried += take;
+        body_left -= take;
+    }
+    drop(values);
+    let payload_left = match &parsed {
+        Ok((_, used)) => body_len - used,
+        Err(_) => 0,
+    };
+
+    let mut stored = [0u8; CRC_LEN];
+    incoming.fill(&mut stored)?;
+    let stored = u32::from_le_bytes(stored);
+    let computed = incoming.hasher.clone().finalize();
+    if stored != computed {
+        return Err(ReadError::Decode(DecodeError::Checksum {
+            stored,
+            computed,
+        }));
+    }
+    let (head, _) = parsed.map_err(ReadError::Decode)?;
+    finish_long_frame(head, payload_left, params_len, params).map_err(ReadError::Decode)
+}
+
+/// Applies [`decode`]'s checks, in its order, to a long frame whose
+/// payload after the head was `payload_left` bytes.
+fn finish_long_frame<const I: usize, const H1: usize, const H2: usize>(
+    head: LongHead<I>,
+    payload_left: usize,
+    params_len: usize,
+    params: &Params<I, H1, H2>,
+) -> Result<Frame<I>, DecodeError> {
+    if payload_left < params_len {
+        return Err(DecodeError::Malformed);
+    }
+    if let Some(index) = params.first_non_finite() {
+        return Err(DecodeError::NonFinite { index });
+    }
+    if payload_left > params_len {
+        return Err(DecodeError::Malformed);
+    }
+    let LongHead {
+        header,
+        leading,
+        standardization,
+    } = head;
+    match (header.kind, standardization) {
+        // `leading` came from a u16 for these kinds.
+        (FrameKind::Train, _) => Ok(Frame::Train {
+            header,
+            epochs: leading as u16,
+        }),
+        (FrameKind::Evaluate, _) => Ok(Frame::Evaluate { header }),
+        (FrameKind::Update, _) => {
+            if leading == 0 {
+                return Err(DecodeError::NoRows);
+            }
+            Ok(Frame::Update {
+                header,
+                rows: leading,
+            })
+        }
+        (FrameKind::Model, Some(standardization)) => {
+            if let Some(index) = standardization.first_invalid() {
+                return Err(DecodeError::OutOfRange { index });
+            }
+            if leading == 0 || leading as usize > I {
+                return Err(DecodeError::OutOfRange { index: 0 });
+            }
+            Ok(Frame::Model {
+                header,
+                features: leading as u16,
+                standardization,
+            })
+        }
+        _ => Err(DecodeError::Malformed),
+    }
+}
+
+/// Sends a parameter frame to `sink` in pieces of at most 256 bytes,
+/// computing its checksum on the way, and returns its length.
+fn write_params_frame<W: Sink, const I: usize, const H1: usize, const H2: usize>(
+    sink: &mut W,
+    header: &Header,
+    leading: Option<u32>,
+    params: &Params<I, H1, H2>,
+) -> Result<usize, WriteError<W::Error>> {
+    if let Some(index) = params.first_non_finite() {
+        return Err(WriteError::Encode(EncodeError::NonFinite { index }));
+    }
+    const CHUNK: usize = 256;
+    let mut chunk = [0u8; CHUNK];
+    let too_small = |_| WriteError::Encode(EncodeError::BufferTooSmall { available: CHUNK });
+    let (prefix, body) = chunk.split_at_mut(MAX_PREFIX_LEN);
+    let mut head_len = postcard::to_slice(header, body).map_err(too_small)?.len();
+    if let Some(value) = leading {
+        head_len += postcard::to_slice(&value, &mut body[head_len..])
+            .map_err(too_small)?
+            .len();
+    }
+    let params_len = Params::<I, H1, H2>::COUNT * 4;
+    let body_len = head_len + params_len;
+    let prefix_len = postcard::to_slice(&(body_len as u32), prefix)
+        .map_err(too_small)?
+        .len();
+    let start = MAX_PREFIX_LEN - prefix_len;
+    chunk.copy_within(..prefix_len, start);
+
+    let mut hasher = crc32fast::Hasher::new();
+    let mut send = |bytes: &[u8]| {
+        hasher.update(bytes);
+        sink.write_all(bytes).map_err(WriteError::Io)
+    };
+    send(&chunk[start..MAX_PREFIX_LEN + head_len])?;
+    let mut used = 0;
+    for value in params.iter() {
+        if used == CHUNK {
+            send(&chunk)?;
+            used = 0;
+        }
+        chunk[used..used + 4].copy_from_slice(&value.to_le_bytes());
+        used += 4;
+    }
+    send(&chunk[..used])?;
+    let crc = hasher.finalize();
+    sink.write_all(&crc.to_le_bytes()).map_err(WriteError::Io)?;
+    Ok(prefix_len + body_len + CRC_LEN)
+}
+
+/// Sends the frame [`encode_train`] would encode to `sink` without a
+/// frame buffer, and returns its length.
+pub fn write_train<W: Sink, const I: usize, const H1: usize, const H2: usize>(
+    sink: &mut W,
+    round: u32,
+    client: u32,
+    epochs: u16,
+    params: &Params<I, H1, H2>,
+) -> Result<usize, WriteError<W::Error>> {
+    let header = Header::new::<I, H1, H2>(FrameKind::Train, round, client);
+    write_params_frame(sink, &header, Some(u32::from(epochs)), params)
+}
+
+/// Sends the frame [`encode_evaluate`] would encode to `sink` without a
+/// frame buffer, and returns its length.
+pub fn write_evaluate<W: Sink, const I: usize, const H1: usize, const H2: usize>(
+    sink: &mut W,
+    round: u32,
+    client: u32,
+    params: &Params<I, H1, H2>,
+) -> Result<usize, WriteError<W::Error>> {
+    let header = Header::new::<I, H1, H2>(FrameKind::Evaluate, round, client);
+    write_params_frame(sink, &header, None, params)
+}
+
+/// Sends the frame [`encode_update`] would encode to `sink` without a
+/// frame buffer, and returns its length.
+pub fn write_update<W: Sink, const I: usize, const H1: usize, const H2: usize>(
+    sink: &mut W,
+    round: u32,
+    client: u32,
+    rows: u32,
+    params: &Params<I, H1, H2>,
+) -> Result<usize, WriteError<W::Error>> {
+    let header = Header::new::<I, H1, H2>(FrameKind::Update, round, client);
+    write_params_frame(sink, &header, Some(rows), params)
 }

@@ -2,7 +2,7 @@
 
 use fedcore::model::{self, Activations, Dropout};
 use fedcore::rng::{self, Purpose};
-use fedcore::train::{self, EpochSummary};
+use fedcore::train::{self, EpochSummary, OrderError};
 use fedcore::{Dataset, MomentPolicy, Params, TrainConfig, Trainer};
 
 /// An independent f64 forward pass of the same network without dropout,
@@ -391,7 +391,52 @@ fn short_order_buffer_is_an_error() {
         Trainer::new(TrainConfig::default(), model::glorot_uniform(1), 1, 0).unwrap();
     let before = *trainer.params();
     let error = trainer.train_epoch(&data, &mut [0u32; 9]).unwrap_err();
-    assert_eq!((error.rows, error.len), (10, 9));
+    assert_eq!(error, OrderError::TooShort { rows: 10, len: 9 });
+    assert_eq!(trainer.params(), &before);
+}
+
+#[test]
+fn u16_order_buffer_trains_the_same_bits_as_u32() {
+    let (x, y) = separable(100, 11);
+    let data = Dataset::new(&x, &y).unwrap();
+    let start = model::glorot_uniform::<4, 8, 4>(3);
+    let config = TrainConfig {
+        batch_size: 8,
+        ..TrainConfig::default()
+    };
+    let mut wide = Trainer::new(config, start, 5, 2).unwrap();
+    let mut narrow = Trainer::new(config, start, 5, 2).unwrap();
+    let mut wide_order = [0u32; 100];
+    let mut narrow_order = [0u16; 100];
+    for _ in 0..3 {
+        let a = wide.train_epoch(&data, &mut wide_order).unwrap();
+        let b = narrow.train_epoch(&data, &mut narrow_order).unwrap();
+        assert_eq!(a.mean_loss.to_bits(), b.mean_loss.to_bits());
+    }
+    let narrowed: Vec<u16> = wide_order.iter().map(|&row| row as u16).collect();
+    assert_eq!(narrowed, narrow_order);
+    assert_eq!(wide.params(), narrow.params());
+}
+
+#[test]
+fn u16_order_buffer_rejects_more_rows_than_it_indexes() {
+    let rows = (1 << 16) + 1;
+    let x = vec![[0.5f32]; rows];
+    let y = vec![1.0f32; rows];
+    let data = Dataset::new(&x, &y).unwrap();
+    let mut trainer: Trainer<1, 2, 1> =
+        Trainer::new(TrainConfig::default(), model::glorot_uniform(1), 1, 0).unwrap();
+    let before = *trainer.params();
+    let mut order = vec![0u16; rows];
+    let error = trainer.train_epoch(&data, &mut order).unwrap_err();
+    assert_eq!(
+        error,
+        OrderError::TooNarrow {
+            rows,
+            max_rows: 1 << 16
+        }
+    );
+    assert!(error.to_string().contains("use a u32 buffer"));
     assert_eq!(trainer.params(), &before);
 }
 

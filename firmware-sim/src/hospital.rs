@@ -19,22 +19,31 @@ use core::fmt;
 use core::mem::MaybeUninit;
 
 use fedcore::train::{self, ConfigError, Trainer};
-use fedcore::wire::{self, DecodeError, EncodeError, Frame, Standardization};
+use fedcore::wire::{
+    self, DecodeError, EncodeError, Frame, ReadError, Sink, Source, Standardization, WriteError,
+};
 use fedcore::Params;
 
 use crate::exit;
-use crate::link::Link;
+use crate::link;
 use crate::measure;
 use crate::rows::hospital::{HIDDEN1, HIDDEN2, INPUTS, NAME, TRAIN_ROWS};
 use crate::rows::RawRows;
 use crate::settings::Settings;
 
-/// Size of the frame buffer: the longest frame of this model.
-pub const FRAME_CAPACITY: usize = wire::frame_capacity::<INPUTS, HIDDEN1, HIDDEN2>();
+/// Size of the frame buffer: the longest frame without parameters.
+/// Parameters stream between the link and the trainer in pieces.
+pub const BUFFER_LEN: usize = wire::stream_buffer_len::<INPUTS, HIDDEN1, HIDDEN2>();
 
-/// A reason a request got no reply.
+// The shuffle order holds u16 row indices. Flash could not hold more rows:
+// 65,536 rows of one f64 feature take 512 KiB.
+const _: () = assert!(TRAIN_ROWS <= 1 << 16);
+
+/// A reason a request got no reply. `E` is the link's I/O error.
 #[derive(Debug)]
-pub enum Failure {
+pub enum Failure<E> {
+    /// Reading or writing a frame failed.
+    Link(E),
     /// The request frame was rejected.
     Rejected(DecodeError),
     /// The reply could not be encoded.
@@ -59,9 +68,14 @@ pub enum State {
     ServerFrame(wire::FrameKind),
 }
 
-impl fmt::Display for Failure {
+impl<E: fmt::Debug> fmt::Display for Failure<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Link(error) => write!(f, "semihosting I/O failed: {error:?}"),
+            Self::Rejected(DecodeError::Truncated { needed, available }) => write!(
+                f,
+                "stdin ended inside a frame: {available} of its {needed} bytes arrived"
+            ),
             Self::Rejected(error) => write!(f, "request rejected: {error}"),
             Self::Encode(error) => write!(f, "reply could not be encoded: {error}"),
             Self::State(State::NotStandardized) => write!(
@@ -80,22 +94,39 @@ impl fmt::Display for Failure {
     }
 }
 
-impl From<DecodeError> for Failure {
-    fn from(error: DecodeError) -> Self {
-        Self::Rejected(error)
+impl<E> From<ReadError<E>> for Failure<E> {
+    fn from(error: ReadError<E>) -> Self {
+        match error {
+            ReadError::Io(error) => Self::Link(error),
+            ReadError::Decode(error) => Self::Rejected(error),
+            // BUFFER_LEN is the length read_frame asks for.
+            ReadError::BufferTooSmall { .. } => {
+                unreachable!("the frame buffer has wire::stream_buffer_len bytes")
+            }
+        }
     }
 }
 
-impl From<EncodeError> for Failure {
+impl<E> From<WriteError<E>> for Failure<E> {
+    fn from(error: WriteError<E>) -> Self {
+        match error {
+            WriteError::Io(error) => Self::Link(error),
+            WriteError::Encode(error) => Self::Encode(error),
+        }
+    }
+}
+
+impl<E> From<EncodeError> for Failure<E> {
     fn from(error: EncodeError) -> Self {
         Self::Encode(error)
     }
 }
 
-impl Failure {
+impl<E> Failure<E> {
     /// Returns the exit status that this failure ends QEMU with.
     pub fn status(&self) -> i32 {
         match self {
+            Self::Link(_) | Self::Rejected(DecodeError::Truncated { .. }) => exit::LINK,
             Self::Rejected(_) => exit::REJECTED,
             Self::Encode(_) | Self::State(_) => exit::STATE,
         }
@@ -115,16 +146,18 @@ pub struct Work {
     pub evaluate_samples: u64,
 }
 
-/// One hospital's training state. About 74 KB for the default model, so
-/// it lives in a static rather than on the stack.
+/// One hospital's training state and frame buffer: 58,416 bytes for the
+/// default model and hospital, so it lives in a static rather than on the
+/// stack.
 pub struct Hospital {
     id: u32,
+    /// Requests decode straight into its parameters: a site's parameters
+    /// always come from the last Train or Evaluate request, so a request
+    /// that fails half-way loses nothing that the server does not resend.
     trainer: Trainer<INPUTS, HIDDEN1, HIDDEN2>,
     standardization: Option<Standardization<INPUTS>>,
-    /// Receives the parameters of a request, so that a bad frame cannot
-    /// damage the trained state.
-    scratch: Params<INPUTS, HIDDEN1, HIDDEN2>,
-    order: [u32; TRAIN_ROWS],
+    order: [u16; TRAIN_ROWS],
+    buffer: [u8; BUFFER_LEN],
     /// Measurements of the last requests.
     pub work: Work,
 }
@@ -145,22 +178,34 @@ impl Hospital {
             id: settings.client,
             trainer,
             standardization: None,
-            scratch: Params::zeros(),
             order: [0; TRAIN_ROWS],
+            buffer: [0; BUFFER_LEN],
             work: Work::default(),
         }))
     }
 
-    /// Serves the request in `buffer[..len]` and writes the reply over it,
-    /// then returns the reply's length.
-    pub fn exchange(&mut self, buffer: &mut [u8], len: usize) -> Result<usize, Failure> {
-        let frame = wire::decode(&buffer[..len], &mut self.scratch)?;
+    /// Reads one request from `source` and writes the reply to `sink`.
+    /// Returns `false` when the source ends before a request starts.
+    pub fn serve_one<E, S, W>(&mut self, source: &mut S, sink: &mut W) -> Result<bool, Failure<E>>
+    where
+        S: Source<Error = E>,
+        W: Sink<Error = E>,
+    {
+        let Some(frame) = wire::read_frame(source, &mut self.buffer, self.trainer.params_mut())?
+        else {
+            return Ok(false);
+        };
         let round = frame.header().round;
         let id = self.id;
-        let reply_len = match frame {
+        match frame {
             Frame::StatsRequest { .. } => {
                 let stats = RawRows::train().feature_stats();
-                wire::encode_feature_stats::<INPUTS, HIDDEN1, HIDDEN2>(buffer, id, &stats)?
+                let len = wire::encode_feature_stats::<INPUTS, HIDDEN1, HIDDEN2>(
+                    &mut self.buffer,
+                    id,
+                    &stats,
+                );
+                self.send(len, sink)?;
             }
             Frame::Standardize {
                 standardization, ..
@@ -169,12 +214,17 @@ impl Hospital {
                 let stats = RawRows::train()
                     .standardized(standardization)
                     .prepared_stats();
-                wire::encode_feature_stats::<INPUTS, HIDDEN1, HIDDEN2>(buffer, id, &stats)?
+                let len = wire::encode_feature_stats::<INPUTS, HIDDEN1, HIDDEN2>(
+                    &mut self.buffer,
+                    id,
+                    &stats,
+                );
+                self.send(len, sink)?;
             }
             Frame::Train { epochs, .. } => {
-                self.trainer.load_global(&self.scratch);
+                self.trainer.start_round();
                 let rows = self.train(epochs)?;
-                wire::encode_update(buffer, round, id, rows, self.trainer.params())?
+                wire::write_update(sink, round, id, rows, self.trainer.params())?;
             }
             Frame::Evaluate { .. } => {
                 let standardization = self
@@ -184,10 +234,16 @@ impl Hospital {
                 let test = RawRows::test().standardized(standardization);
                 check_finite(&test)?;
                 let start = measure::ticks();
-                let metrics = train::evaluate(&self.scratch, &test);
+                let metrics = train::evaluate(self.trainer.params(), &test);
                 self.work.evaluate_ticks = measure::ticks() - start;
                 self.work.evaluate_samples = u64::from(test_rows());
-                wire::encode_metrics::<INPUTS, HIDDEN1, HIDDEN2>(buffer, round, id, &metrics)?
+                let len = wire::encode_metrics::<INPUTS, HIDDEN1, HIDDEN2>(
+                    &mut self.buffer,
+                    round,
+                    id,
+                    &metrics,
+                );
+                self.send(len, sink)?;
             }
             Frame::Update { header, .. }
             | Frame::Metrics { header, .. }
@@ -195,11 +251,21 @@ impl Hospital {
             | Frame::Model { header, .. } => {
                 return Err(Failure::State(State::ServerFrame(header.kind)));
             }
-        };
-        Ok(reply_len)
+        }
+        Ok(true)
     }
 
-    fn train(&mut self, epochs: u16) -> Result<u32, Failure> {
+    /// Sends the reply that an `encode_*` call wrote into the buffer.
+    fn send<E, W: Sink<Error = E>>(
+        &self,
+        encoded: Result<usize, EncodeError>,
+        sink: &mut W,
+    ) -> Result<(), Failure<E>> {
+        let len = encoded?;
+        sink.write_all(&self.buffer[..len]).map_err(Failure::Link)
+    }
+
+    fn train<E>(&mut self, epochs: u16) -> Result<u32, Failure<E>> {
         let standardization = self
             .standardization
             .as_ref()
@@ -208,9 +274,10 @@ impl Hospital {
         check_finite(&rows)?;
         let start = measure::ticks();
         for _ in 0..epochs {
-            // `order` has exactly TRAIN_ROWS entries, one per training row.
+            // `order` has exactly TRAIN_ROWS entries, one per training row,
+            // and TRAIN_ROWS fits u16 indices.
             if self.trainer.train_epoch(&rows, &mut self.order).is_err() {
-                unreachable!("the order buffer has one entry per training row");
+                unreachable!("the order buffer has one u16 entry per training row");
             }
         }
         self.work.train_ticks = measure::ticks() - start;
@@ -239,69 +306,60 @@ fn test_rows() -> u32 {
     RawRows::test().len()
 }
 
-fn check_finite(rows: &crate::rows::Standardized<'_>) -> Result<(), Failure> {
+fn check_finite<E>(rows: &crate::rows::Standardized<'_>) -> Result<(), Failure<E>> {
     match rows.first_non_finite() {
         Some((row, column)) => Err(Failure::State(State::NonFinite { row, column })),
         None => Ok(()),
     }
 }
 
-/// The device's memory: its hospital and the frame buffer.
+/// The device's memory: its hospital.
 static mut HOSPITAL: MaybeUninit<Hospital> = MaybeUninit::uninit();
-static mut BUFFER: [u8; FRAME_CAPACITY] = [0; FRAME_CAPACITY];
 
-/// Takes the device's static memory: the hospital slot and frame buffer.
+/// Takes the device's static memory: the hospital slot.
 ///
 /// # Panics
-/// Panics on a second call, which would alias the statics.
-pub fn take_memory() -> (
-    &'static mut MaybeUninit<Hospital>,
-    &'static mut [u8; FRAME_CAPACITY],
-) {
+/// Panics on a second call, which would alias the static.
+pub fn take_memory() -> &'static mut MaybeUninit<Hospital> {
     use core::sync::atomic::{AtomicBool, Ordering};
     static TAKEN: AtomicBool = AtomicBool::new(false);
     assert!(
         !TAKEN.swap(true, Ordering::Relaxed),
         "the device memory is taken once"
     );
-    // SAFETY: the flag above lets only the first call through, so these are
-    // the only references to the two statics.
-    unsafe {
-        (
-            &mut *core::ptr::addr_of_mut!(HOSPITAL),
-            &mut *core::ptr::addr_of_mut!(BUFFER),
-        )
-    }
+    // SAFETY: the flag above lets only the first call through, so this is
+    // the only reference to the static.
+    unsafe { &mut *core::ptr::addr_of_mut!(HOSPITAL) }
 }
 
 /// Serves frames from stdin until it closes, then exits QEMU with status 0.
 pub fn serve(settings: &Settings) -> ! {
-    let (slot, buffer) = take_memory();
+    let slot = take_memory();
     let hospital = Hospital::init(slot, settings).unwrap_or_else(|error| {
         exit::fail(
             exit::SETTINGS,
             format_args!("{}", describe_config_error(&error)),
         )
     });
-    let mut link =
-        Link::open().unwrap_or_else(|error| exit::fail(exit::LINK, format_args!("{error}")));
+    let (mut input, mut output) = link::open().unwrap_or_else(|error| {
+        exit::fail(
+            exit::LINK,
+            format_args!("failed to open semihosting stdin and stdout: {error:?}"),
+        )
+    });
+    let mut frames_in = 0u32;
     loop {
-        let len = match link.read_frame(buffer) {
-            Ok(Some(len)) => len,
-            Ok(None) => break,
-            Err(error) => exit::fail(exit::LINK, format_args!("{error}")),
-        };
-        let reply_len = hospital
-            .exchange(buffer, len)
-            .unwrap_or_else(|failure| exit::fail(failure.status(), format_args!("{failure}")));
-        if let Err(error) = link.write_frame(&buffer[..reply_len]) {
-            exit::fail(exit::LINK, format_args!("{error}"));
+        match hospital.serve_one(&mut input, &mut output) {
+            Ok(true) => frames_in += 1,
+            Ok(false) => break,
+            Err(failure) => exit::fail(failure.status(), format_args!("{failure}")),
         }
     }
+    let statics = measure::static_ram();
+    let stack = measure::stack_high_water();
     exit::log(format_args!(
-        "{NAME}: served {} frames; stack high-water {} bytes",
-        link.frames_in,
-        measure::stack_high_water()
+        "{NAME}: served {frames_in} frames; static RAM {statics} bytes; stack high-water {stack} bytes; RAM in use {} bytes",
+        statics + stack
     ));
     exit::exit(exit::SUCCESS)
 }

@@ -79,6 +79,17 @@ extern "C" {
     // `_stack_start` towards `_stack_end`, the end of `.bss`.
     static _stack_start: u32;
     static _stack_end: u32;
+    // The start of `.data`, the first section in RAM; `.bss` and `.uninit`
+    // follow it up to `_stack_end`.
+    static __sdata: u32;
+}
+
+/// Returns the RAM that statics take: `.data`, `.bss` and `.uninit`, from
+/// the start of RAM to the bottom of the stack.
+pub fn static_ram() -> usize {
+    let start = core::ptr::addr_of!(__sdata) as usize;
+    let end = core::ptr::addr_of!(_stack_end) as usize;
+    end - start
 }
 
 /// Returns the most stack used since reset, in bytes: the distance from the

@@ -9,7 +9,7 @@
 
 use core::fmt;
 
-use fedcore::wire::{self, FeatureStats, Frame, Standardization};
+use fedcore::wire::{self, FeatureStats, Frame, Sink, Source, Standardization};
 use fedcore::{model, Metrics, Params, Samples, TrainConfig};
 
 use crate::exit;
@@ -36,14 +36,15 @@ pub fn run() -> ! {
         client: HOSPITAL,
         train: TrainConfig::default(),
     };
-    let (slot, buffer) = hospital::take_memory();
+    let slot = hospital::take_memory();
     let device = Hospital::init(slot, &settings).unwrap_or_else(|error| {
         let message = hospital::describe_config_error(&error);
         exit::fail(exit::SELF_TEST, format_args!("{message}"))
     });
     let mut session = Session {
         device,
-        buffer,
+        buffer: [0; FRAME_CAPACITY],
+        reply: [0; FRAME_CAPACITY],
         client: settings.client,
     };
 
@@ -88,22 +89,77 @@ pub fn run() -> ! {
     exit::exit(exit::SUCCESS)
 }
 
-/// The device with its frame buffer, driven as the host's server drives it.
+/// Buffer size that fits every frame of the model. The self-test's
+/// buffers live on its stack, so they add nothing to the serving device's
+/// static memory.
+const FRAME_CAPACITY: usize = wire::frame_capacity::<INPUTS, HIDDEN1, HIDDEN2>();
+
+/// The device with the server's frame buffers, driven as the host's server
+/// drives it.
 struct Session {
     device: &'static mut Hospital,
-    buffer: &'static mut [u8; hospital::FRAME_CAPACITY],
+    buffer: [u8; FRAME_CAPACITY],
+    reply: [u8; FRAME_CAPACITY],
     client: u32,
+}
+
+/// The self-test's only link failure: a reply longer than the reply
+/// buffer, which `frame_capacity` sizes for the longest frame.
+#[derive(Debug)]
+struct Overflow;
+
+/// A request frame, read by the device in pieces.
+struct Request<'a>(&'a [u8]);
+
+impl Source for Request<'_> {
+    type Error = Overflow;
+
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Overflow> {
+        let len = buf.len().min(self.0.len());
+        buf[..len].copy_from_slice(&self.0[..len]);
+        self.0 = &self.0[len..];
+        Ok(len)
+    }
+}
+
+/// The reply buffer, filled by the device in pieces.
+struct Reply<'a> {
+    buffer: &'a mut [u8],
+    len: usize,
+}
+
+impl Sink for Reply<'_> {
+    type Error = Overflow;
+
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
+        let end = self.len + bytes.len();
+        self.buffer
+            .get_mut(self.len..end)
+            .ok_or(Overflow)?
+            .copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
 }
 
 impl Session {
     /// Sends the frame in `buffer[..len]` and decodes the reply, writing
     /// any parameters into `params`.
     fn exchange(&mut self, len: usize, params: &mut Model) -> Frame<INPUTS> {
-        let reply_len = self
+        let mut reply = Reply {
+            buffer: &mut self.reply,
+            len: 0,
+        };
+        match self
             .device
-            .exchange(&mut self.buffer[..], len)
-            .unwrap_or_else(|failure| exit::fail(exit::SELF_TEST, format_args!("{failure}")));
-        let frame = wire::decode(&self.buffer[..reply_len], params).unwrap_or_else(|error| {
+            .serve_one(&mut Request(&self.buffer[..len]), &mut reply)
+        {
+            Ok(true) => {}
+            Ok(false) => exit::fail(exit::SELF_TEST, format_args!("the request was not read")),
+            Err(failure) => exit::fail(exit::SELF_TEST, format_args!("{failure}")),
+        }
+        let reply_len = reply.len;
+        let frame = wire::decode(&self.reply[..reply_len], params).unwrap_or_else(|error| {
             exit::fail(exit::SELF_TEST, format_args!("reply rejected: {error}"))
         });
         check(
