@@ -260,10 +260,14 @@ pub fn take_memory() -> (
 ) {
     use core::sync::atomic::{AtomicBool, Ordering};
     static TAKEN: AtomicBool = AtomicBool::new(false);
-    assert!(
-        !TAKEN.swap(true, Ordering::Relaxed),
-        "the device memory is taken once"
-    );
+    // thumbv6m has no atomic swap, so the flag is read and set with
+    // interrupts off.
+    let already_taken = cortex_m::interrupt::free(|_| {
+        let already_taken = TAKEN.load(Ordering::Relaxed);
+        TAKEN.store(true, Ordering::Relaxed);
+        already_taken
+    });
+    assert!(!already_taken, "the device memory is taken once");
     // SAFETY: the flag above lets only the first call through, so these are
     // the only references to the two statics.
     unsafe {
