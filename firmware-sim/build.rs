@@ -1,5 +1,5 @@
-//! Puts one hospital's rows into the firmware image and gives cortex-m-rt
-//! the board's memory map.
+//! Puts one hospital's rows into the firmware image, gives cortex-m-rt
+//! the board's memory map and sets `cfg(armv6m)` for a thumbv6m build.
 //!
 //! The rows come from the host library, so the firmware gets exactly the
 //! rows that the host simulation gives the same hospital:
@@ -40,6 +40,12 @@ fn main() {
     fs::copy("memory.x", out_dir.join("memory.x")).expect("failed to copy memory.x to OUT_DIR");
     println!("cargo:rustc-link-search={}", out_dir.display());
     println!("cargo:rerun-if-changed=memory.x");
+    // `armv6m` marks the Cortex-M0 build, which main.rs makes trap
+    // unaligned accesses.
+    println!("cargo:rustc-check-cfg=cfg(armv6m)");
+    if env::var("TARGET").is_ok_and(|target| target.starts_with("thumbv6m-")) {
+        println!("cargo:rustc-cfg=armv6m");
+    }
     println!("cargo:rerun-if-changed=build.rs");
     for name in ENV_VARS {
         println!("cargo:rerun-if-env-changed={name}");

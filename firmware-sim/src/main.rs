@@ -29,6 +29,8 @@ const COMMAND_LINE_CAPACITY: usize = 512;
 
 #[entry]
 fn main() -> ! {
+    #[cfg(armv6m)]
+    trap_unaligned_access();
     measure::start_ticks();
     let args = match env::args::<COMMAND_LINE_CAPACITY>() {
         Ok(args) => args,
@@ -46,6 +48,25 @@ fn main() -> ! {
             hospital::serve(&settings)
         }
         _ => selftest::run(),
+    }
+}
+
+/// Makes unaligned loads and stores fault, as they do on a Cortex-M0.
+/// QEMU runs the thumbv6m image on a Cortex-M3, which would allow them.
+#[cfg(armv6m)]
+fn trap_unaligned_access() {
+    /// The UNALIGN_TRP bit of the SCB's CCR.
+    const UNALIGN_TRP: u32 = 1 << 3;
+    // SAFETY: main calls this first, before anything else uses SCB, and
+    // setting UNALIGN_TRP only adds a fault for accesses that Armv6-M
+    // forbids. Writing CONTROL back unchanged alters nothing.
+    unsafe {
+        let scb = cortex_m::Peripherals::steal().SCB;
+        scb.ccr.modify(|ccr| ccr | UNALIGN_TRP);
+        // QEMU 7.2 applies a new CCR only when it next recomputes its
+        // cached CPU state, at an exception or an MSR. Without this write,
+        // unaligned accesses go untrapped until the first exception.
+        cortex_m::register::control::write(cortex_m::register::control::read());
     }
 }
 

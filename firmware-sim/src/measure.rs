@@ -2,10 +2,10 @@
 //! mark.
 //!
 //! DWT's cycle counter reads 0 under QEMU, so work is counted with SysTick
-//! on the processor clock. On the mps2-an386 board that clock is 25 MHz,
-//! and under `-icount shift=0` QEMU runs one instruction per nanosecond of
-//! virtual time, so one tick is 40 instructions. Without `-icount` ticks
-//! follow the host's wall clock and count nothing useful.
+//! on the processor clock. On the mps2-an386 and mps2-an385 boards that
+//! clock is 25 MHz, and under `-icount shift=0` QEMU runs one instruction
+//! per nanosecond of virtual time, so one tick is 40 instructions. Without
+//! `-icount` ticks follow the host's wall clock and count nothing useful.
 //! [`calibrate`] checks the ratio on a loop of known length.
 
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -34,7 +34,9 @@ pub fn start_ticks() {
 
 /// Counts one SysTick wrap; called by the SysTick exception.
 pub fn count_wrap() {
-    WRAPS.fetch_add(1, Ordering::Relaxed);
+    // Only this exception writes WRAPS, and it cannot preempt itself, so a
+    // load and a store suffice. thumbv6m has no atomic read-modify-write.
+    WRAPS.store(WRAPS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 /// Returns the ticks since [`start_ticks`].

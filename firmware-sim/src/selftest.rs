@@ -3,9 +3,10 @@
 //!
 //! It checks that every reply decodes, that one epoch lowers the test
 //! loss, and that the update names this hospital and its training rows.
-//! Then it prints instructions per sample (only under `-icount shift=0`,
-//! see [`crate::measure`]) and the stack's high-water mark, and exits 0
-//! when every check passed.
+//! It prints a hash of the trained parameters, for comparing builds for
+//! different targets. Then it prints instructions per sample (only under
+//! `-icount shift=0`, see [`crate::measure`]) and the stack's high-water
+//! mark, and exits 0 when every check passed.
 
 use core::fmt;
 
@@ -75,6 +76,10 @@ pub fn run() -> ! {
         loss_after < loss_before,
         format_args!("one epoch did not lower the test loss"),
     );
+    exit::log(format_args!(
+        "parameters after one epoch: FNV-1a {:#010x}",
+        fnv1a(&update)
+    ));
 
     report_work(
         &standardization,
@@ -281,6 +286,20 @@ fn report_work(standardization: &Standardization<INPUTS>, train_ticks: u64, eval
         per_sample(evaluate_ticks, TEST_ROWS),
         per_sample(standardize_ticks, TRAIN_ROWS),
     ));
+}
+
+/// Returns the 32-bit FNV-1a hash of the parameters' little-endian bytes,
+/// so that builds for different targets can be compared bit for bit.
+fn fnv1a(params: &Model) -> u32 {
+    const OFFSET_BASIS: u32 = 0x811c_9dc5;
+    const PRIME: u32 = 0x0100_0193;
+    let mut hash = OFFSET_BASIS;
+    for value in params.iter() {
+        for byte in value.to_bits().to_le_bytes() {
+            hash = (hash ^ u32::from(byte)).wrapping_mul(PRIME);
+        }
+    }
+    hash
 }
 
 fn mean_loss(metrics: &Metrics) -> f64 {

@@ -2,7 +2,8 @@
 //!
 //! A [`QemuDevice`] is one `qemu-system-arm` child process that runs the
 //! `firmware-sim` image of one hospital on an emulated Cortex-M4F
-//! (`mps2-an386`). Frames travel over semihosting: the request goes to the
+//! (`mps2-an386`) or, for a Cortex-M0 image, on the Cortex-M3 of
+//! `mps2-an385`. Frames travel over semihosting: the request goes to the
 //! child's stdin, the reply comes back on its stdout, and the firmware
 //! writes text only to stderr. The firmware trains with the same fedcore
 //! code as [`Hospital`](crate::device::Hospital), so with the same seed
@@ -16,7 +17,6 @@ pub mod firmware;
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -31,7 +31,7 @@ use crate::data::Source;
 use crate::device::{Device, DeviceError};
 use crate::{HIDDEN1, HIDDEN2};
 
-pub use self::firmware::{Firmware, FirmwareError};
+pub use self::firmware::{Firmware, FirmwareError, Image, Target};
 
 /// The QEMU program that runs the firmware.
 pub const QEMU: &str = "qemu-system-arm";
@@ -86,12 +86,13 @@ impl DeviceSettings {
     }
 }
 
-/// Returns the QEMU command that runs `kernel` as a serving device.
+/// Returns the QEMU command that runs `image` as a serving device, on the
+/// board of the image's target.
 ///
 /// `-nographic` would connect QEMU's monitor to stdin, so the display,
 /// monitor and UART are switched off and stdin and stdout belong to
 /// semihosting alone.
-pub fn command(kernel: &Path, settings: &DeviceSettings) -> Command {
+pub fn command(image: &Image, settings: &DeviceSettings) -> Command {
     // QEMU splits option values at commas, and a doubled comma stands for
     // one. No argument contains one today, but a doubled comma keeps the
     // meaning if one ever does.
@@ -100,14 +101,15 @@ pub fn command(kernel: &Path, settings: &DeviceSettings) -> Command {
         semihosting.push_str(",arg=");
         semihosting.push_str(&argument.replace(',', ",,"));
     }
+    let (cpu, machine) = image.target.qemu_board();
     let mut command = Command::new(QEMU);
     command
-        .args(["-cpu", "cortex-m4", "-machine", "mps2-an386"])
+        .args(["-cpu", cpu, "-machine", machine])
         .args(["-display", "none", "-monitor", "none", "-serial", "null"])
         .arg("-semihosting-config")
         .arg(semihosting)
         .arg("-kernel")
-        .arg(kernel);
+        .arg(&image.path);
     command
 }
 
@@ -138,16 +140,16 @@ pub struct QemuDevice {
 }
 
 impl QemuDevice {
-    /// Starts QEMU with `kernel`, a firmware-sim image, and the settings the
+    /// Starts QEMU with `image`, a firmware-sim image, and the settings the
     /// firmware trains with. Each reply must arrive within `timeout`.
     pub fn spawn(
         name: impl Into<String>,
-        kernel: &Path,
+        image: &Image,
         settings: &DeviceSettings,
         timeout: Duration,
     ) -> io::Result<Self> {
         let name = name.into();
-        let mut child = command(kernel, settings)
+        let mut child = command(image, settings)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -363,15 +365,23 @@ fn read_frame(reader: &mut impl Read) -> io::Result<Vec<u8>> {
     Ok(frame)
 }
 
-/// Reply timeout for a session whose Train requests ask for up to
-/// `epochs` epochs of `rows` training rows.
+/// Reply timeout for a session on `target` whose Train requests ask for up
+/// to `epochs` epochs of `rows` training rows.
 ///
-/// Measured: one training sample costs about 43,000 instructions, and
-/// QEMU 7.2 runs one epoch of 800 rows in well under a second on a
-/// 2-core machine. The timeout allows 1 ms per row per epoch, a budget
-/// far above that, on top of 60 s for start-up and a busy machine.
-pub fn reply_timeout(rows: usize, epochs: u16) -> Duration {
-    Duration::from_secs(60) + Duration::from_millis(rows as u64 * u64::from(epochs))
+/// Measured on the Cortex-M4F: one training sample costs about 43,000
+/// instructions, and QEMU 7.2 runs one epoch of 800 rows in well under a
+/// second on a 2-core machine. The timeout allows 1 ms per row per epoch,
+/// a budget far above that, on top of 60 s for start-up and a busy
+/// machine. The Cortex-M0's soft float takes about 24 times the
+/// instructions per sample, and its self-test (one epoch of 800 rows, two
+/// evaluations of 200) ran in about 3 s, so it gets 25 ms.
+pub fn reply_timeout(target: Target, rows: usize, epochs: u16) -> Duration {
+    let per_row_epoch_ms = match target {
+        Target::CortexM4F => 1,
+        Target::CortexM0 => 25,
+    };
+    let row_epochs = rows as u64 * u64::from(epochs);
+    Duration::from_secs(60) + Duration::from_millis(row_epochs * per_row_epoch_ms)
 }
 
 /// Builds one firmware image per hospital of `source` and starts each as a
@@ -386,15 +396,15 @@ pub fn hospitals<const INPUTS: usize>(
     let mut devices: Vec<Box<dyn Device>> = Vec::with_capacity(source.hospitals.len());
     for (index, data) in source.hospitals.iter().enumerate() {
         let started = Instant::now();
-        let kernel = firmware.build_from_rows(index + 1, data)?;
+        let image = firmware.build_from_rows(index + 1, data)?;
         let settings = DeviceSettings {
             seed: config.seed,
             // Client ids start at 1, as in the server.
             client: index as u32 + 1,
             train: config.train,
         };
-        let timeout = reply_timeout(data.train.len(), config.local_epochs);
-        let device = QemuDevice::spawn(data.name.clone(), &kernel, &settings, timeout)
+        let timeout = reply_timeout(image.target, data.train.len(), config.local_epochs);
+        let device = QemuDevice::spawn(data.name.clone(), &image, &settings, timeout)
             .map_err(FirmwareError::Spawn)?;
         progress(&format!(
             "{}: firmware built in {:.1} s, running under {QEMU} as client {}",

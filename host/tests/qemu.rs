@@ -1,9 +1,10 @@
 //! Hospitals as firmware under QEMU send the same bytes as in-process
 //! hospitals.
 //!
-//! These tests need `qemu-system-arm` and the thumbv7em-none-eabihf target,
-//! and build firmware-sim images, so they are ignored by default. Run them
-//! with `cargo test -p host --test qemu -- --ignored`.
+//! These tests need `qemu-system-arm` and the thumbv7em-none-eabihf and
+//! thumbv6m-none-eabi targets, and build firmware-sim images, so they are
+//! ignored by default. Run them with
+//! `cargo test -p host --test qemu -- --ignored`.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use fedcore::Params;
 use fedcore_host::compare::{self, CompareConfig, Devices};
 use fedcore_host::data::{self, HospitalData, Source};
 use fedcore_host::device::{Device, DeviceError, Hospital};
-use fedcore_host::qemu::{DeviceSettings, Firmware, QemuDevice, Shutdown};
+use fedcore_host::qemu::{DeviceSettings, Firmware, Image, QemuDevice, Shutdown, Target};
 use fedcore_host::server::{Participation, Server};
 
 const SEED: u64 = 11;
@@ -57,8 +58,10 @@ fn settings(client: u32) -> DeviceSettings {
     }
 }
 
-fn timeout(data: &HospitalData) -> Duration {
-    fedcore_host::qemu::reply_timeout(data.train.len(), LOCAL_EPOCHS)
+/// Starts `image`, built from `data`, as the device with client id `client`.
+fn spawn(image: &Image, data: &HospitalData, client: u32) -> QemuDevice {
+    let timeout = fedcore_host::qemu::reply_timeout(image.target, data.train.len(), LOCAL_EPOCHS);
+    QemuDevice::spawn(data.name.clone(), image, &settings(client), timeout).unwrap()
 }
 
 /// Runs a short federated session over `devices` and returns the final
@@ -120,15 +123,21 @@ fn qemu_session_matches_in_process_bytes() {
         }));
     }
 
+    // The last hospital runs the Cortex-M0 image: soft float must give the
+    // bits of the host and of the Cortex-M4F's FPU.
+    let targets = [Target::CortexM4F, Target::CortexM4F, Target::CortexM0];
+    assert_eq!(targets.len(), source.hospitals.len());
     let actual_log: Log = Rc::default();
     let mut qemu_devices = Vec::new();
     let mut on_qemu: Vec<Box<dyn Device>> = Vec::new();
-    for (index, data) in source.hospitals.iter().enumerate() {
+    for (index, (data, target)) in source.hospitals.iter().zip(targets).enumerate() {
         let client = index as u32 + 1;
-        let kernel = firmware.build_from_rows(client as usize, data).unwrap();
-        let device =
-            QemuDevice::spawn(data.name.clone(), &kernel, &settings(client), timeout(data))
-                .unwrap();
+        let image = firmware
+            .clone()
+            .with_target(target)
+            .build_from_rows(client as usize, data)
+            .unwrap();
+        let device = spawn(&image, data, client);
         let device = Rc::new(RefCell::new(device));
         qemu_devices.push(Rc::clone(&device));
         on_qemu.push(Box::new(Recorder {
@@ -227,8 +236,7 @@ fn builtin_image_matches_in_process_stats() {
         .unwrap()
         .build_builtin(2, SEED, 0.2)
         .unwrap();
-    let mut device =
-        QemuDevice::spawn(data.name.clone(), &kernel, &settings(2), timeout(data)).unwrap();
+    let mut device = spawn(&kernel, data, 2);
     let mut hospital =
         Hospital::<20>::new(2, data.clone(), fedcore::TrainConfig::default(), SEED).unwrap();
 
@@ -254,8 +262,7 @@ fn device_failures_become_errors() {
     let mut frame = vec![0; wire::frame_capacity::<20, 64, 32>()];
 
     // A corrupted frame: the firmware rejects it and exits with status 3.
-    let mut device =
-        QemuDevice::spawn(data.name.clone(), &kernel, &settings(3), timeout(data)).unwrap();
+    let mut device = spawn(&kernel, data, 3);
     let len = wire::encode_evaluate(&mut frame, 1, 3, &initial).unwrap();
     frame[len / 2] ^= 0x55;
     let error = device.exchange(&frame[..len]).unwrap_err().to_string();
@@ -265,8 +272,7 @@ fn device_failures_become_errors() {
     assert!(again.contains("device stopped earlier"), "{again}");
 
     // Training before the standardisation: a state error, status 4.
-    let mut device =
-        QemuDevice::spawn(data.name.clone(), &kernel, &settings(3), timeout(data)).unwrap();
+    let mut device = spawn(&kernel, data, 3);
     let len = wire::encode_train(&mut frame, 1, 3, 1, &initial).unwrap();
     let error = device.exchange(&frame[..len]).unwrap_err().to_string();
     assert!(error.contains("exit status: 4"), "{error}");

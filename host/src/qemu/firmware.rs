@@ -5,8 +5,8 @@
 //! `FEDCORE_*` environment variables select, so building an image is a
 //! `cargo build --release` inside `firmware-sim/` with those variables set.
 //! Each image is copied out of cargo's target folder to
-//! `firmware-sim/target/hospitals/<name>/firmware-sim.elf`, because the next
-//! build overwrites cargo's copy.
+//! `firmware-sim/target/hospitals/<name>/firmware-sim-<target triple>.elf`,
+//! because the next build overwrites cargo's copy.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -17,9 +17,6 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use crate::data::{HospitalData, Table};
-
-/// The firmware's target triple, set in `firmware-sim/.cargo/config.toml`.
-const TARGET: &str = "thumbv7em-none-eabihf";
 
 /// Missing-value marker in the CSV files handed to the firmware build.
 const MISSING: &str = "?";
@@ -46,6 +43,47 @@ const CARGO_VARIABLES: [&str; 5] = [
     "RUSTFLAGS",
     "CARGO_ENCODED_RUSTFLAGS",
 ];
+
+/// A processor firmware-sim is built for, with the QEMU board that runs it.
+/// `firmware-sim/.cargo/config.toml` sets the linker flags of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Target {
+    /// Cortex-M4F with FPU (`thumbv7em-none-eabihf`) on QEMU's `mps2-an386`
+    /// board: the firmware's default target.
+    #[default]
+    CortexM4F,
+    /// Cortex-M0 with soft float (`thumbv6m-none-eabi`). QEMU 7.2 has no
+    /// Cortex-M0 board, so the Cortex-M3 of `mps2-an385` runs it. That
+    /// board has `mps2-an386`'s memory map.
+    CortexM0,
+}
+
+impl Target {
+    /// Returns the Rust target triple.
+    pub fn triple(self) -> &'static str {
+        match self {
+            Self::CortexM4F => "thumbv7em-none-eabihf",
+            Self::CortexM0 => "thumbv6m-none-eabi",
+        }
+    }
+
+    /// Returns QEMU's `-cpu` and `-machine` values for this target.
+    pub fn qemu_board(self) -> (&'static str, &'static str) {
+        match self {
+            Self::CortexM4F => ("cortex-m4", "mps2-an386"),
+            Self::CortexM0 => ("cortex-m3", "mps2-an385"),
+        }
+    }
+}
+
+/// A firmware image and the target it was built for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// The ELF file.
+    pub path: PathBuf,
+    /// The target, which picks the QEMU board.
+    pub target: Target,
+}
 
 /// Serialises the builds of this process, each with the copy of its image,
 /// because they share one cargo target folder.
@@ -87,6 +125,7 @@ pub enum FirmwareError {
 pub struct Firmware {
     dir: PathBuf,
     cargo: OsString,
+    target: Target,
 }
 
 impl Firmware {
@@ -99,7 +138,7 @@ impl Firmware {
         Self::at(dir)
     }
 
-    /// Uses the firmware-sim folder `dir`.
+    /// Uses the firmware-sim folder `dir`, building for the default target.
     pub fn at(dir: PathBuf) -> Result<Self, FirmwareError> {
         if !dir.join("Cargo.toml").is_file() {
             return Err(FirmwareError::NotFound(dir));
@@ -107,7 +146,22 @@ impl Firmware {
         // Cargo passes its own path to the programs it runs; elsewhere the
         // one on PATH is used.
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        Ok(Self { dir, cargo })
+        Ok(Self {
+            dir,
+            cargo,
+            target: Target::default(),
+        })
+    }
+
+    /// Returns this firmware set to build its images for `target`.
+    pub fn with_target(mut self, target: Target) -> Self {
+        self.target = target;
+        self
+    }
+
+    /// Returns the target that images are built for.
+    pub fn target(&self) -> Target {
+        self.target
     }
 
     /// Returns the firmware-sim folder.
@@ -116,7 +170,7 @@ impl Firmware {
     }
 
     /// Builds an image holding `data`, the rows of hospital `number`
-    /// (counted from 1), and returns its path. The rows go to the build as
+    /// (counted from 1), and returns it. The rows go to the build as
     /// a `_train`/`_test` CSV pair, which the CSV loader reads back in
     /// file order. Every float is written as the shortest decimal that
     /// parses back to the same bits.
@@ -124,7 +178,7 @@ impl Firmware {
         &self,
         number: usize,
         data: &HospitalData,
-    ) -> Result<PathBuf, FirmwareError> {
+    ) -> Result<Image, FirmwareError> {
         let folder = self.output_folder(&format!("hospital-{number}"))?;
         let train = folder.join(format!("hospital-{number}_train.csv"));
         let test = folder.join(format!("hospital-{number}_test.csv"));
@@ -144,13 +198,13 @@ impl Firmware {
 
     /// Builds an image holding built-in hospital `number` (counted from 1)
     /// of `builtin_hospitals(seed, test_fraction)`, generated inside the
-    /// firmware's `build.rs`, and returns its path.
+    /// firmware's `build.rs`, and returns it.
     pub fn build_builtin(
         &self,
         number: usize,
         seed: u64,
         test_fraction: f64,
-    ) -> Result<PathBuf, FirmwareError> {
+    ) -> Result<Image, FirmwareError> {
         let folder = self.output_folder(&format!("builtin-{seed}-{test_fraction}-{number}"))?;
         let variables = [
             ("FEDCORE_HOSPITAL", number.to_string().into()),
@@ -169,8 +223,8 @@ impl Firmware {
         Ok(folder)
     }
 
-    /// Runs `cargo build --release` in the firmware folder with
-    /// `variables`, then copies the image into `folder`.
+    /// Runs `cargo build --release` for the target in the firmware folder
+    /// with `variables`, then copies the image into `folder`.
     // NOTE: builds share one cargo target folder. BUILD_LOCK serialises a
     // build and its copy within this process, but two host processes
     // building at once can each copy the other's image.
@@ -179,13 +233,14 @@ impl Firmware {
         hospital: &str,
         variables: &[(&str, OsString)],
         folder: &Path,
-    ) -> Result<PathBuf, FirmwareError> {
+    ) -> Result<Image, FirmwareError> {
         let _guard = BUILD_LOCK.lock().unwrap_or_else(|error| error.into_inner());
         let target_dir = self.dir.join("target");
         let mut command = Command::new(&self.cargo);
         command
             .current_dir(&self.dir)
-            .args(["build", "--release", "--target-dir"])
+            .args(["build", "--release", "--target", self.target.triple()])
+            .arg("--target-dir")
             .arg(&target_dir);
         for name in DATA_VARIABLES.iter().chain(&CARGO_VARIABLES) {
             command.env_remove(name);
@@ -208,13 +263,17 @@ impl Firmware {
             return Err(failed(output.status.to_string(), tail));
         }
 
-        let built = target_dir.join(TARGET).join("release").join("firmware-sim");
-        let image = folder.join("firmware-sim.elf");
-        fs::copy(&built, &image).map_err(|source| FirmwareError::Io {
+        let triple = self.target.triple();
+        let built = target_dir.join(triple).join("release").join("firmware-sim");
+        let path = folder.join(format!("firmware-sim-{triple}.elf"));
+        fs::copy(&built, &path).map_err(|source| FirmwareError::Io {
             path: built.clone(),
             source,
         })?;
-        Ok(image)
+        Ok(Image {
+            path,
+            target: self.target,
+        })
     }
 }
 
