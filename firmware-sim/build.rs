@@ -24,16 +24,7 @@ use std::path::{Path, PathBuf};
 
 use fedcore_host::compare::input_width;
 use fedcore_host::data::{self, CsvOptions, HospitalData, LabelColumn, Source, Table};
-
-const ENV_VARS: [&str; 7] = [
-    "FEDCORE_HOSPITAL",
-    "FEDCORE_SEED",
-    "FEDCORE_TEST_FRACTION",
-    "FEDCORE_DATA",
-    "FEDCORE_HEADER",
-    "FEDCORE_LABEL",
-    "FEDCORE_MISSING",
-];
+use fedcore_host::qemu::firmware::DATA_VARIABLES;
 
 fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -47,7 +38,8 @@ fn main() {
         println!("cargo:rustc-cfg=armv6m");
     }
     println!("cargo:rerun-if-changed=build.rs");
-    for name in ENV_VARS {
+    // The host's list, which it also clears before building an image.
+    for name in DATA_VARIABLES {
         println!("cargo:rerun-if-env-changed={name}");
     }
 

@@ -23,7 +23,7 @@ const MISSING: &str = "?";
 
 /// Every variable the firmware's `build.rs` reads. A build clears them all
 /// and sets only its own, so the caller's environment cannot leak in.
-const DATA_VARIABLES: [&str; 7] = [
+pub const DATA_VARIABLES: [&str; 7] = [
     "FEDCORE_HOSPITAL",
     "FEDCORE_SEED",
     "FEDCORE_TEST_FRACTION",
