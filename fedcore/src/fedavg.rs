@@ -41,6 +41,10 @@ use core::num::{NonZeroU32, NonZeroU64};
 
 use crate::params::{Fingerprint, Layers, Params};
 
+mod batch;
+
+pub use batch::{average_updates, BatchError};
+
 /// Number of radix-2^32 digits in an [`ExactSum`].
 ///
 /// A finite `f32` is `m · 2^(e − 149)` with integer `m < 2^24` and
@@ -783,14 +787,14 @@ mod tests {
 
     use super::*;
 
-    type Small = Params<3, 4, 2>;
+    pub(super) type Small = Params<3, 4, 2>;
     type SmallAvg = FedAvg<3, 4, 2>;
 
     const SMALL: Fingerprint = Small::fingerprint();
 
     /// Values that break floating-point summation: huge terms that cancel,
     /// subnormals, the extremes of the range and neighbours one ulp apart.
-    const HARD: [f32; 18] = [
+    pub(super) const HARD: [f32; 18] = [
         1e30,
         -1e30,
         1e-30,
@@ -812,10 +816,10 @@ mod tests {
     ];
 
     /// SplitMix64, a small deterministic generator for test data.
-    struct SplitMix64(u64);
+    pub(super) struct SplitMix64(pub(super) u64);
 
     impl SplitMix64 {
-        fn next_u64(&mut self) -> u64 {
+        pub(super) fn next_u64(&mut self) -> u64 {
             self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
             let mut z = self.0;
             z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -824,12 +828,12 @@ mod tests {
         }
 
         /// Returns a value in `low..=high`.
-        fn range(&mut self, low: u64, high: u64) -> u64 {
+        pub(super) fn range(&mut self, low: u64, high: u64) -> u64 {
             low + self.next_u64() % (high - low + 1)
         }
 
         /// Returns a finite value with a random sign, mantissa and biased exponent.
-        fn finite(&mut self, exponents: core::ops::RangeInclusive<u32>) -> f32 {
+        pub(super) fn finite(&mut self, exponents: core::ops::RangeInclusive<u32>) -> f32 {
             let bits = self.next_u64();
             let sign = (bits as u32) & 0x8000_0000;
             let fraction = (bits >> 32) as u32 & 0x007F_FFFF;
@@ -837,7 +841,7 @@ mod tests {
             f32::from_bits(sign | ((exponent as u32) << 23) | fraction)
         }
 
-        fn shuffle<T>(&mut self, items: &mut [T]) {
+        pub(super) fn shuffle<T>(&mut self, items: &mut [T]) {
             for i in (1..items.len()).rev() {
                 let j = self.range(0, i as u64) as usize;
                 items.swap(i, j);
@@ -845,7 +849,7 @@ mod tests {
         }
     }
 
-    fn params_from(value: impl Fn(usize) -> f32) -> Small {
+    pub(super) fn params_from(value: impl Fn(usize) -> f32) -> Small {
         let mut params = Small::zeros();
         for (index, slot) in params.iter_mut().enumerate() {
             *slot = value(index);
@@ -981,7 +985,7 @@ mod tests {
 
     /// Asserts that `mean` is `Σ rows·value / Σ rows` rounded to nearest, ties
     /// to even, with +0.0 for an exact zero.
-    fn assert_correctly_rounded(terms: &[(f32, u32)], mean: f32) {
+    pub(super) fn assert_correctly_rounded(terms: &[(f32, u32)], mean: f32) {
         let mut positive: Wide = [0; 6];
         let mut negative: Wide = [0; 6];
         let mut total = 0_u64;

@@ -32,6 +32,8 @@
 //!    leaves the aggregate unchanged when it does. Its accumulator takes 96
 //!    bytes per parameter (331,896 bytes for the default network), which
 //!    suits a server or gateway rather than a small device.
+//!    [`average_updates`] averages updates that are all in memory in one
+//!    pass, with the same bits and without that accumulator.
 //! 5. **Wire format** ([`wire`]). Requests, updates, metrics and
 //!    standardisation statistics travel as postcard frames with a length
 //!    prefix, a version, the model's fingerprint and a CRC-32. Decoding
@@ -74,6 +76,6 @@ pub mod train;
 pub mod wire;
 
 pub use adam::{Adam, AdamConfig};
-pub use fedavg::{AggregateError, AggregateSummary, FedAvg};
+pub use fedavg::{average_updates, AggregateError, AggregateSummary, BatchError, FedAvg};
 pub use params::{Fingerprint, Layers, Params};
 pub use train::{Dataset, DatasetError, Metrics, MomentPolicy, Samples, TrainConfig, Trainer};
