@@ -5,8 +5,10 @@
 //! `FEDCORE_*` environment variables select, so building an image is a
 //! `cargo build --release` inside `firmware-sim/` with those variables set.
 //! Each image is copied out of cargo's target folder to
-//! `firmware-sim/target/hospitals/<name>/firmware-sim-<target triple>.elf`,
-//! because the next build overwrites cargo's copy.
+//! `firmware-sim/target/hospitals/<name>-<build>/firmware-sim-<target
+//! triple>.elf`, because the next build overwrites cargo's copy. `<build>`
+//! counts this process's builds, so that two devices of one process never
+//! share a folder, and the counting restarts with each process.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -85,9 +87,10 @@ pub struct Image {
     pub target: Target,
 }
 
-/// Serialises the builds of this process, each with the copy of its image,
-/// because they share one cargo target folder.
-static BUILD_LOCK: Mutex<()> = Mutex::new(());
+/// Serialises the builds of this process, from writing the CSV files to
+/// copying the image, because they share one cargo target folder. It
+/// holds the number of builds so far, which names each build's folder.
+static BUILD_LOCK: Mutex<usize> = Mutex::new(0);
 
 /// A failure to build or start a firmware image.
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +182,9 @@ impl Firmware {
         number: usize,
         data: &HospitalData,
     ) -> Result<Image, FirmwareError> {
-        let folder = self.output_folder(&format!("hospital-{number}"))?;
+        let mut builds = BUILD_LOCK.lock().unwrap_or_else(|error| error.into_inner());
+        *builds += 1;
+        let folder = self.output_folder(&format!("hospital-{number}-{builds}"))?;
         let train = folder.join(format!("hospital-{number}_train.csv"));
         let test = folder.join(format!("hospital-{number}_test.csv"));
         write_csv(&train, &data.train)?;
@@ -205,7 +210,11 @@ impl Firmware {
         seed: u64,
         test_fraction: f64,
     ) -> Result<Image, FirmwareError> {
-        let folder = self.output_folder(&format!("builtin-{seed}-{test_fraction}-{number}"))?;
+        let mut builds = BUILD_LOCK.lock().unwrap_or_else(|error| error.into_inner());
+        *builds += 1;
+        let folder = self.output_folder(&format!(
+            "builtin-{seed}-{test_fraction}-{number}-{builds}"
+        ))?;
         let variables = [
             ("FEDCORE_HOSPITAL", number.to_string().into()),
             ("FEDCORE_SEED", seed.to_string().into()),
@@ -224,17 +233,17 @@ impl Firmware {
     }
 
     /// Runs `cargo build --release` for the target in the firmware folder
-    /// with `variables`, then copies the image into `folder`.
-    // NOTE: builds share one cargo target folder. BUILD_LOCK serialises a
-    // build and its copy within this process, but two host processes
-    // building at once can each copy the other's image.
+    /// with `variables`, then copies the image into `folder`. The caller
+    /// holds `BUILD_LOCK`.
+    // NOTE: builds share one cargo target folder. BUILD_LOCK serialises
+    // builds within this process, but two host processes building at once
+    // can each copy the other's image.
     fn build(
         &self,
         hospital: &str,
         variables: &[(&str, OsString)],
         folder: &Path,
     ) -> Result<Image, FirmwareError> {
-        let _guard = BUILD_LOCK.lock().unwrap_or_else(|error| error.into_inner());
         let target_dir = self.dir.join("target");
         let mut command = Command::new(&self.cargo);
         command
