@@ -50,7 +50,9 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
+        // Standard error, with the logs of phases that run ahead on other
+        // threads held back and written in phase order.
+        .with_writer(fedcore_host::parallel::LogWriter)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
