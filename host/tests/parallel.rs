@@ -3,6 +3,7 @@
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -215,4 +216,65 @@ fn run_in_order_stops_at_first_failure() {
             assert_eq!(started, 3, "jobs after the failed one started");
         }
     }
+}
+
+fn run_cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fedcore-host"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// Replaces the run time that the "comparison finished" log line carries,
+/// the one part of the log that differs between runs.
+fn without_seconds(log: &[u8]) -> String {
+    String::from_utf8_lossy(log)
+        .lines()
+        .map(|line| match line.find("seconds=") {
+            Some(start) => format!("{}seconds=…", &line[..start]),
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn cli_threads_one_matches_default() {
+    let folder = tempfile::tempdir().unwrap();
+    let run = |name: &str, threads: &[&str]| {
+        let json = folder.path().join(format!("{name}.json"));
+        let model = folder.path().join(format!("{name}.model"));
+        let mut args = vec!["-vv", "compare", "--hospitals", "4", "--seed", "9"];
+        args.extend_from_slice(threads);
+        args.extend_from_slice(&["--json", json.to_str().unwrap()]);
+        args.extend_from_slice(&["--save-model", model.to_str().unwrap()]);
+        let output = run_cli(&args);
+        assert!(output.status.success(), "{name}: {output:?}");
+        let json = std::fs::read(json).unwrap();
+        let model = std::fs::read(model).unwrap();
+        (output, json, model)
+    };
+    let (sequential, sequential_json, sequential_model) = run("one", &["--threads", "1"]);
+    for (name, threads) in [("default", &[][..]), ("three", &["-j", "3"][..])] {
+        let (parallel, parallel_json, parallel_model) = run(name, threads);
+        assert_eq!(sequential.stdout, parallel.stdout, "{name}");
+        assert_eq!(
+            without_seconds(&sequential.stderr),
+            without_seconds(&parallel.stderr),
+            "{name}"
+        );
+        assert_eq!(sequential_json, parallel_json, "{name}");
+        assert_eq!(sequential_model, parallel_model, "{name}");
+    }
+    let log = String::from_utf8_lossy(&sequential.stderr);
+    assert!(log.contains("frame exchanged"), "{log}");
+}
+
+#[test]
+fn cli_zero_threads_is_usage_error() {
+    let output = run_cli(&["compare", "--threads", "0"]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("use 1 or more threads"), "{message}");
+    assert!(output.stdout.is_empty());
 }
