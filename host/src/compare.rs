@@ -477,7 +477,7 @@ fn run_with<const INPUTS: usize>(
     let mut dropout_rounds = Vec::new();
     for result in results {
         match result {
-            JobResult::Isolated(metrics) => isolated.push(metrics),
+            JobResult::Isolated(metrics) => isolated.extend(metrics),
             JobResult::Centralized(metrics) => centralized = metrics,
             JobResult::Dropout(rounds) => dropout_rounds = rounds,
         }

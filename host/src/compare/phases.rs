@@ -4,10 +4,13 @@
 //! be QEMU processes that cannot move between threads. The isolated
 //! training of each hospital, the centralized baseline and the
 //! client-dropout phase are jobs for [`parallel::run_in_order`]: each
-//! builds its own devices, so none shares state with another.
+//! builds its own devices, so none shares state with another. Isolated
+//! training is split into a few jobs of consecutive hospitals.
 
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+use std::num::NonZeroUsize;
 
 use fedcore::wire::Standardization;
 use fedcore::Metrics;
@@ -23,8 +26,14 @@ use crate::server::{ReplyError, Server};
 /// A phase that runs after the federated one's set-up, in report order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Job {
-    /// One hospital trains alone; the index is the hospital's.
-    Isolated(usize),
+    /// Each hospital from index `first` up to, not including, `end` trains
+    /// alone.
+    Isolated {
+        /// Index of the first hospital.
+        first: usize,
+        /// Index past the last hospital.
+        end: usize,
+    },
     /// One model trains on every hospital's training rows pooled.
     Centralized,
     /// Federated rounds in which hospitals go offline at random.
@@ -33,9 +42,9 @@ pub(super) enum Job {
 
 /// The result of a [`Job`].
 pub(super) enum JobResult {
-    /// The hospital's own model at its test rows, or `None` when the
+    /// Each hospital's own model at its test rows, or `None` where the
     /// hospital failed without diverging.
-    Isolated(Option<Metrics>),
+    Isolated(Vec<Option<Metrics>>),
     /// The centralized model at each hospital's test rows.
     Centralized(Vec<Metrics>),
     /// The client-dropout rounds.
@@ -54,9 +63,23 @@ pub(super) struct Phases<'a, const INPUTS: usize> {
 
 impl<const INPUTS: usize> Phases<'_, INPUTS> {
     /// Returns the jobs of the phases after the federated one, in the order
-    /// a sequential run performs them.
-    pub fn jobs(&self) -> Vec<Job> {
-        let mut jobs: Vec<Job> = (0..self.names.len()).map(Job::Isolated).collect();
+    /// a sequential run performs them. Isolated training becomes up to
+    /// twice `threads` jobs, because every job sets up a federation of all
+    /// the hospitals. With one job for each of 64 hospitals, those set-ups
+    /// took about a fifth of a one-thread run.
+    pub fn jobs(&self, threads: NonZeroUsize) -> Vec<Job> {
+        let hospitals = self.names.len();
+        let chunks = if threads.get() == 1 {
+            1
+        } else {
+            hospitals.min(2 * threads.get())
+        };
+        let mut jobs: Vec<Job> = (0..chunks)
+            .map(|chunk| Job::Isolated {
+                first: chunk * hospitals / chunks,
+                end: (chunk + 1) * hospitals / chunks,
+            })
+            .collect();
         jobs.push(Job::Centralized);
         jobs.push(Job::Dropout);
         jobs
@@ -69,8 +92,12 @@ impl<const INPUTS: usize> Phases<'_, INPUTS> {
         let pooled: usize = hospitals.iter().map(|hospital| hospital.train.len()).sum();
         let config = self.config;
         let rows = match *job {
-            Job::Isolated(index) => {
-                hospitals[index].train.len() as f64 * f64::from(config.baseline_epochs)
+            Job::Isolated { first, end } => {
+                let rows: usize = hospitals[first..end]
+                    .iter()
+                    .map(|hospital| hospital.train.len())
+                    .sum();
+                rows as f64 * f64::from(config.baseline_epochs)
             }
             Job::Centralized => pooled as f64 * f64::from(config.baseline_epochs),
             Job::Dropout => {
@@ -90,7 +117,9 @@ impl<const INPUTS: usize> Phases<'_, INPUTS> {
         progress: &mut dyn FnMut(&str),
     ) -> Result<JobResult, CompareError> {
         match *job {
-            Job::Isolated(index) => self.isolated(index, progress).map(JobResult::Isolated),
+            Job::Isolated { first, end } => {
+                self.isolated(first, end, progress).map(JobResult::Isolated)
+            }
             Job::Centralized => {
                 let metrics = centralized::<INPUTS>(
                     self.source,
@@ -127,49 +156,54 @@ impl<const INPUTS: usize> Phases<'_, INPUTS> {
         Ok(rounds)
     }
 
-    /// Trains hospital `index` alone from the initial model and evaluates
-    /// it. The job of the last hospital also reports the whole phase.
+    /// Trains each hospital from `first` up to `end` alone from the initial
+    /// model and evaluates it. The job that ends with the last hospital
+    /// also reports the whole phase.
     fn isolated(
         &self,
-        index: usize,
+        first: usize,
+        end: usize,
         progress: &mut dyn FnMut(&str),
-    ) -> Result<Option<Metrics>, CompareError> {
+    ) -> Result<Vec<Option<Metrics>>, CompareError> {
         let config = self.config;
         let set_up = || federation::<INPUTS>(self.source, config, self.initial);
-        // Every hospital's job sets up a federation of its own, but only the
-        // first one's frames are logged, so that the log shows one set-up
-        // for the phase at any thread count.
-        let (mut server, _, _) = if index == 0 {
+        // Every job sets up a federation of its own, but only the first
+        // one's frames are logged, so that the log shows one set-up for the
+        // phase at any thread count.
+        let (mut server, _, _) = if first == 0 {
             set_up()?
         } else {
             tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), set_up)?
         };
-        let name = &self.names[index];
-        let result = server
-            .train_on(index, 0, config.baseline_epochs, self.initial)
-            .and_then(|(_, params)| server.evaluate_on(index, 0, &params));
-        let metrics = match result {
-            Ok(metrics) => Some(metrics),
-            Err(ReplyError::Diverged(_)) => {
-                return Err(CompareError::Diverged {
-                    phase: "isolated",
-                    site: name.clone(),
-                    learning_rate: config.train.adam.learning_rate,
-                });
+        let mut results = Vec::with_capacity(end - first);
+        for index in first..end {
+            let name = &self.names[index];
+            let result = server
+                .train_on(index, 0, config.baseline_epochs, self.initial)
+                .and_then(|(_, params)| server.evaluate_on(index, 0, &params));
+            match result {
+                Ok(metrics) => results.push(Some(metrics)),
+                Err(ReplyError::Diverged(_)) => {
+                    return Err(CompareError::Diverged {
+                        phase: "isolated",
+                        site: name.clone(),
+                        learning_rate: config.train.adam.learning_rate,
+                    });
+                }
+                Err(error) => {
+                    progress(&format!("isolated: {name} failed: {error}"));
+                    results.push(None);
+                }
             }
-            Err(error) => {
-                progress(&format!("isolated: {name} failed: {error}"));
-                None
-            }
-        };
-        if index + 1 == self.names.len() {
+        }
+        if end == self.names.len() {
             progress(&format!(
                 "isolated: {} hospitals trained {} epochs each",
                 self.names.len(),
                 config.baseline_epochs
             ));
         }
-        Ok(metrics)
+        Ok(results)
     }
 
     /// Runs the client-dropout rounds on a federation of its own.
@@ -203,13 +237,13 @@ impl<const INPUTS: usize> Phases<'_, INPUTS> {
     pub fn run_all(
         &self,
         server: &mut Server<INPUTS>,
-        threads: std::num::NonZeroUsize,
+        threads: NonZeroUsize,
         progress: &mut dyn FnMut(&str),
     ) -> Result<(Vec<RoundRecord>, Vec<JobResult>), CompareError> {
         parallel::run_in_order(
             threads,
             |progress| self.federated(server, progress),
-            &self.jobs(),
+            &self.jobs(threads),
             |job| self.estimated_rows(job),
             |job, progress| self.run(job, progress),
             progress,
