@@ -1,6 +1,9 @@
 //! The default `compare` job end to end, through the host library: data
 //! generation for the three built-in hospitals, then federated, isolated,
-//! centralized and client-dropout training with every evaluation.
+//! centralized and client-dropout training with every evaluation, on the
+//! default number of threads and on one.
+
+use std::num::NonZeroUsize;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use fedcore_host::compare::{self, CompareConfig};
@@ -16,6 +19,15 @@ fn compare_default(c: &mut Criterion) {
         b.iter(|| {
             let source = data::builtin_hospitals(0, 0.2);
             compare::run(&source, &config, &mut |_| {}).expect("the default compare runs")
+        })
+    });
+    // The same job with its phases one after another, as `--threads 1`
+    // runs it.
+    group.bench_function("one_thread", |b| {
+        b.iter(|| {
+            let source = data::builtin_hospitals(0, 0.2);
+            compare::run_with_threads(&source, &config, NonZeroUsize::MIN, &mut |_| {})
+                .expect("the default compare runs on one thread")
         })
     });
     group.finish();

@@ -1,7 +1,11 @@
 //! The `compare` job: centralized, federated, isolated and client-dropout
 //! training on the same hospitals, evaluated on the same test rows.
 
-use rand_chacha::rand_core::{RngCore, SeedableRng};
+mod phases;
+
+use std::num::NonZeroUsize;
+
+use rand_chacha::rand_core::RngCore;
 use rand_chacha::ChaCha8Rng;
 
 use fedcore::train::{self, ConfigError, Dataset, Trainer};
@@ -10,9 +14,12 @@ use fedcore::{model, Metrics, Params, TrainConfig};
 
 use crate::data::Source;
 use crate::device::{Device, Hospital};
+use crate::parallel;
 use crate::preprocess;
-use crate::server::{Participation, ReplyError, RoundOutcome, Server, SetupError};
+use crate::server::{Participation, RoundOutcome, Server, SetupError};
 use crate::{HIDDEN1, HIDDEN2};
+
+use self::phases::{JobResult, Phases};
 
 /// Settings of one comparison. Defaults are those of the Keras workflow
 /// that fedcore reproduces.
@@ -313,25 +320,43 @@ pub fn warnings(source: &Source) -> Vec<String> {
     warnings
 }
 
-/// Runs the comparison on `source`. `progress` receives one line per
-/// phase and per round as they finish.
+/// Runs the comparison on `source` on up to
+/// [`parallel::default_threads`] threads. `progress` receives one line per
+/// phase and per round, in the same order at every thread count.
 pub fn run(
     source: &Source,
     config: &CompareConfig,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Comparison, CompareError> {
+    run_with_threads(source, config, parallel::default_threads(), progress)
+}
+
+/// Runs the comparison on `source` on up to `threads` threads, the calling
+/// thread included. The result, the progress lines and their order are the
+/// same for every thread count. With one thread the phases run one after
+/// another. With more, the federated phase runs on the calling thread and
+/// the isolated training of each hospital, the centralized baseline and the
+/// client-dropout phase run beside it. Logs of phases that run ahead are
+/// held back until their turn when the `tracing` subscriber writes through
+/// [`parallel::LogWriter`].
+pub fn run_with_threads(
+    source: &Source,
+    config: &CompareConfig,
+    threads: NonZeroUsize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Comparison, CompareError> {
     check(source, config)?;
     let features = source.feature_count();
     match input_width(features) {
-        Some(8) => run_with::<8>(source, config, progress),
-        Some(16) => run_with::<16>(source, config, progress),
-        Some(20) => run_with::<20>(source, config, progress),
-        Some(24) => run_with::<24>(source, config, progress),
-        Some(32) => run_with::<32>(source, config, progress),
-        Some(40) => run_with::<40>(source, config, progress),
-        Some(48) => run_with::<48>(source, config, progress),
-        Some(56) => run_with::<56>(source, config, progress),
-        Some(64) => run_with::<64>(source, config, progress),
+        Some(8) => run_with::<8>(source, config, threads, progress),
+        Some(16) => run_with::<16>(source, config, threads, progress),
+        Some(20) => run_with::<20>(source, config, threads, progress),
+        Some(24) => run_with::<24>(source, config, threads, progress),
+        Some(32) => run_with::<32>(source, config, threads, progress),
+        Some(40) => run_with::<40>(source, config, threads, progress),
+        Some(48) => run_with::<48>(source, config, threads, progress),
+        Some(56) => run_with::<56>(source, config, threads, progress),
+        Some(64) => run_with::<64>(source, config, threads, progress),
         _ => Err(CompareError::FeatureCount(features)),
     }
 }
@@ -418,6 +443,7 @@ fn qemu_federation<const INPUTS: usize>(
 fn run_with<const INPUTS: usize>(
     source: &Source,
     config: &CompareConfig,
+    threads: NonZeroUsize,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Comparison, CompareError> {
     let initial: Model<INPUTS> = model::glorot_uniform_padded(config.seed, source.feature_count());
@@ -431,78 +457,30 @@ fn run_with<const INPUTS: usize>(
     );
     let started = std::time::Instant::now();
 
-    // Federated: all hospitals, every round.
     let (mut server, standardization, stats) = match config.devices {
         Devices::InProcess => federation::<INPUTS>(source, config, &initial)?,
         Devices::Qemu => qemu_federation::<INPUTS>(source, config, &initial, progress)?,
     };
     let names = server.names();
-    let mut federated_rounds = Vec::new();
-    for round in 1..=config.rounds {
-        let online = vec![true; server.len()];
-        let outcome = server.train_round(round, config.local_epochs, &online);
-        let record = evaluate_round(&mut server, outcome);
-        progress(&round_line("federated", config.rounds, &record, &names));
-        check_diverged("federated", &record, &names, config)?;
-        federated_rounds.push(record);
-    }
-
+    let phases = Phases {
+        source,
+        config,
+        initial: &initial,
+        standardization: &standardization,
+        names: &names,
+    };
+    let (federated_rounds, results) = phases.run_all(&mut server, threads, progress)?;
     let federated_model = *server.global();
 
-    // Isolated: each hospital trains alone from the same initial model.
-    let (mut server, _, _) = federation::<INPUTS>(source, config, &initial)?;
-    let mut isolated = Vec::with_capacity(server.len());
-    for (index, name) in names.iter().enumerate() {
-        let result = server
-            .train_on(index, 0, config.baseline_epochs, &initial)
-            .and_then(|(_, params)| server.evaluate_on(index, 0, &params));
-        match result {
-            Ok(metrics) => isolated.push(Some(metrics)),
-            Err(ReplyError::Diverged(_)) => {
-                return Err(CompareError::Diverged {
-                    phase: "isolated",
-                    site: name.clone(),
-                    learning_rate: config.train.adam.learning_rate,
-                });
-            }
-            Err(error) => {
-                progress(&format!("isolated: {name} failed: {error}"));
-                isolated.push(None);
-            }
-        }
-    }
-    progress(&format!(
-        "isolated: {} hospitals trained {} epochs each",
-        names.len(),
-        config.baseline_epochs
-    ));
-
-    // Centralized: one model on every hospital's training rows pooled.
-    let centralized = centralized::<INPUTS>(source, config, &initial, &standardization)?;
-    progress(&format!(
-        "centralized: trained {} epochs on pooled rows",
-        config.baseline_epochs
-    ));
-
-    // Client dropout: hospitals go offline at random.
-    let (mut server, _, _) = federation::<INPUTS>(source, config, &initial)?;
-    let mut offline_rng = ChaCha8Rng::seed_from_u64(config.seed);
-    offline_rng.set_stream(OFFLINE_STREAM);
+    let mut isolated = Vec::with_capacity(names.len());
+    let mut centralized = Vec::new();
     let mut dropout_rounds = Vec::new();
-    for round in 1..=config.dropout_rounds {
-        let online: Vec<bool> = (0..server.len())
-            .map(|_| uniform(&mut offline_rng) >= config.offline_probability)
-            .collect();
-        let outcome = server.train_round(round, config.dropout_local_epochs, &online);
-        let record = evaluate_round(&mut server, outcome);
-        progress(&round_line(
-            "client dropout",
-            config.dropout_rounds,
-            &record,
-            &names,
-        ));
-        check_diverged("client-dropout", &record, &names, config)?;
-        dropout_rounds.push(record);
+    for result in results {
+        match result {
+            JobResult::Isolated(metrics) => isolated.extend(metrics),
+            JobResult::Centralized(metrics) => centralized = metrics,
+            JobResult::Dropout(rounds) => dropout_rounds = rounds,
+        }
     }
 
     tracing::info!(

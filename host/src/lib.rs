@@ -7,6 +7,7 @@ pub mod data;
 pub mod device;
 pub mod evaluate;
 pub mod json;
+pub mod parallel;
 pub mod plot;
 pub mod preprocess;
 pub mod qemu;

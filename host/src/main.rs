@@ -2,6 +2,7 @@
 //! compares federated training with centralized and isolated training.
 
 use std::io::Write as _;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -50,7 +51,9 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
+        // Standard error, with the logs of phases that run ahead on other
+        // threads held back and written in phase order.
+        .with_writer(fedcore_host::parallel::LogWriter)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
@@ -280,6 +283,23 @@ struct CompareArgs {
     /// this file as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+
+    /// Maximum number of threads that train at once. With 1, the phases run
+    /// one after another. With more, the isolated, centralized and
+    /// client-dropout phases run beside the federated one. The report, the
+    /// files and the log are the same for every count. [default: the
+    /// number of CPUs this process may use]
+    #[arg(short = 'j', long, value_name = "COUNT", value_parser = parse_threads)]
+    threads: Option<NonZeroUsize>,
+}
+
+fn parse_threads(text: &str) -> Result<NonZeroUsize, String> {
+    match text.parse::<usize>() {
+        Ok(count) => {
+            NonZeroUsize::new(count).ok_or_else(|| "0 is invalid; use 1 or more threads".to_owned())
+        }
+        Err(error) => Err(format!("{error}; use a whole number of threads, such as 2")),
+    }
 }
 
 fn load_source(args: &CompareArgs) -> Result<Source, data::DataError> {
@@ -395,7 +415,10 @@ fn run_compare(args: &CompareArgs) -> ExitCode {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let result = compare::run(&source, &config, &mut |line: &str| {
+    let threads = args
+        .threads
+        .unwrap_or_else(fedcore_host::parallel::default_threads);
+    let result = compare::run_with_threads(&source, &config, threads, &mut |line: &str| {
         bar.suspend(|| output.write_line(line));
         bar.inc(1);
         let phase = line.split(':').next().unwrap_or_default();

@@ -212,9 +212,8 @@ impl Firmware {
     ) -> Result<Image, FirmwareError> {
         let mut builds = BUILD_LOCK.lock().unwrap_or_else(|error| error.into_inner());
         *builds += 1;
-        let folder = self.output_folder(&format!(
-            "builtin-{seed}-{test_fraction}-{number}-{builds}"
-        ))?;
+        let folder =
+            self.output_folder(&format!("builtin-{seed}-{test_fraction}-{number}-{builds}"))?;
         let variables = [
             ("FEDCORE_HOSPITAL", number.to_string().into()),
             ("FEDCORE_SEED", seed.to_string().into()),
