@@ -337,8 +337,8 @@ impl fmt::Display for AggregateError {
             ),
             Self::RowTotalOverflow { total, rows } => write!(
                 f,
-                "update rejected because its {rows} rows would raise the row total \
-                 of {total} above the maximum of {max}. Finish this aggregate and \
+                "update rejected because adding its row count, {rows}, would raise \
+                 the row total of {total} above the maximum of {max}. Finish this aggregate and \
                  start a new one for the remaining updates.",
                 max = u32::MAX
             ),
@@ -1799,7 +1799,7 @@ mod tests {
                     total: 4_000_000_000,
                     rows: 300_000_000,
                 },
-                ["300000000 rows", "4000000000", "4294967295"].as_slice(),
+                ["row count, 300000000", "4000000000", "4294967295"].as_slice(),
             ),
             (AggregateError::NoUpdates, ["no update"].as_slice()),
         ];

@@ -221,6 +221,23 @@ pub enum EncodeError {
         /// Index of the first such value, in wire order.
         index: usize,
     },
+    /// A statistic or standardisation value is finite but outside its
+    /// range, as [`DecodeError::OutOfRange`] describes; no receiver
+    /// accepts it.
+    OutOfRange {
+        /// Index of the first such value, in wire order within its
+        /// statistics or standardisation.
+        index: usize,
+    },
+    /// An update claims zero training rows, which no server accepts.
+    NoRows,
+    /// A model frame's feature count is 0 or above the model's inputs.
+    FeatureCount {
+        /// The feature count given.
+        features: u16,
+        /// The model's inputs.
+        inputs: usize,
+    },
 }
 
 impl fmt::Display for EncodeError {
@@ -233,6 +250,17 @@ impl fmt::Display for EncodeError {
             Self::NonFinite { index } => write!(
                 f,
                 "value {index} of the payload is NaN or infinite; such a frame would be rejected, so it is not encoded"
+            ),
+            Self::OutOfRange { index } => write!(
+                f,
+                "value {index} of the payload is out of range (a scale must be positive, a sum of squared deviations not negative, and a feature without values has mean and sum 0); such a frame would be rejected, so it is not encoded"
+            ),
+            Self::NoRows => f.write_str(
+                "an update of 0 training rows would be rejected, so it is not encoded; train on at least one row first",
+            ),
+            Self::FeatureCount { features, inputs } => write!(
+                f,
+                "feature count {features} is invalid for a {inputs}-input model; use 1 to {inputs}"
             ),
         }
     }
@@ -251,6 +279,15 @@ pub enum DecodeError {
         needed: usize,
         /// Bytes received.
         available: usize,
+    },
+    /// The length prefix claims a frame longer than any frame of this
+    /// model, [`frame_capacity`]: the prefix is corrupt, or the frame is
+    /// for another model. Nothing after the prefix was read.
+    TooLong {
+        /// Bytes the prefix claims, capped at `usize::MAX`.
+        claimed: usize,
+        /// The longest frame of this model.
+        max: usize,
     },
     /// Bytes follow the checksum.
     TrailingBytes {
@@ -292,6 +329,13 @@ pub enum DecodeError {
     },
     /// An update claims zero training rows.
     NoRows,
+    /// A model frame's feature count is 0 or above the model's inputs.
+    FeatureCount {
+        /// The feature count in the frame.
+        features: u16,
+        /// The model's inputs.
+        inputs: usize,
+    },
     /// Metrics whose confusion counts do not add up to their row count, or
     /// whose loss sum is negative.
     InconsistentMetrics,
@@ -310,6 +354,10 @@ impl fmt::Display for DecodeError {
             Self::Truncated { needed, available } => write!(
                 f,
                 "frame truncated: it needs {needed} bytes but {available} arrived; resend the whole frame"
+            ),
+            Self::TooLong { claimed, max } => write!(
+                f,
+                "frame length prefix claims {claimed} bytes but no frame of this model exceeds {max}; the prefix is corrupt or the sender runs another model, so resynchronise the link"
             ),
             Self::TrailingBytes { extra } => write!(
                 f,
@@ -339,6 +387,10 @@ impl fmt::Display for DecodeError {
                 "value {index} of the payload is NaN or infinite; the sender's training diverged"
             ),
             Self::NoRows => f.write_str("update claims 0 training rows; a site must train on at least one row"),
+            Self::FeatureCount { features, inputs } => write!(
+                f,
+                "model frame declares {features} features but the model has {inputs} inputs; it needs 1 to {inputs}, so the file or its sender is faulty"
+            ),
             Self::InconsistentMetrics => f.write_str(
                 "metrics frame is inconsistent: its confusion counts do not add up to its rows, or its loss is negative; the sender computes metrics wrongly",
             ),
@@ -495,6 +547,9 @@ pub fn encode_update<const I: usize, const H1: usize, const H2: usize>(
     rows: u32,
     params: &Params<I, H1, H2>,
 ) -> Result<usize, EncodeError> {
+    if rows == 0 {
+        return Err(EncodeError::NoRows);
+    }
     let header = Header::new::<I, H1, H2>(FrameKind::Update, round, client);
     encode_params(out, &header, Some(rows), params)
 }
@@ -532,6 +587,9 @@ pub fn encode_feature_stats<const I: usize, const H1: usize, const H2: usize>(
 ) -> Result<usize, EncodeError> {
     let floats = stats.mean.iter().chain(&stats.m2).copied();
     check_finite(floats).map_err(|index| EncodeError::NonFinite { index })?;
+    if let Some(index) = stats.first_invalid() {
+        return Err(EncodeError::OutOfRange { index });
+    }
     let header = Header::new::<I, H1, H2>(FrameKind::FeatureStats, 0, client);
     encode_with(out, &header, |area| {
         let mut used = postcard::to_slice(&ArrayRef(&stats.count), area)?.len();
@@ -545,18 +603,30 @@ pub fn encode_feature_stats<const I: usize, const H1: usize, const H2: usize>(
     })
 }
 
-/// Encodes the standardisation every site applies to its rows.
-pub fn encode_standardize<const I: usize, const H1: usize, const H2: usize>(
-    out: &mut [u8],
-    client: u32,
+/// Refuses a standardisation that no receiver accepts: a NaN or infinite
+/// value, or a scale that is not positive.
+fn check_standardization<const I: usize>(
     standardization: &Standardization<I>,
-) -> Result<usize, EncodeError> {
+) -> Result<(), EncodeError> {
     let floats = standardization
         .mean
         .iter()
         .chain(&standardization.scale)
         .copied();
     check_finite(floats).map_err(|index| EncodeError::NonFinite { index })?;
+    match standardization.first_invalid() {
+        Some(index) => Err(EncodeError::OutOfRange { index }),
+        None => Ok(()),
+    }
+}
+
+/// Encodes the standardisation every site applies to its rows.
+pub fn encode_standardize<const I: usize, const H1: usize, const H2: usize>(
+    out: &mut [u8],
+    client: u32,
+    standardization: &Standardization<I>,
+) -> Result<usize, EncodeError> {
+    check_standardization(standardization)?;
     let header = Header::new::<I, H1, H2>(FrameKind::Standardize, 0, client);
     encode_with(out, &header, |area| {
         let mut used = postcard::to_slice(&ArrayRef(&standardization.mean), area)?.len();
@@ -577,8 +647,12 @@ pub fn encode_model<const I: usize, const H1: usize, const H2: usize>(
     standardization: &Standardization<I>,
     params: &Params<I, H1, H2>,
 ) -> Result<usize, EncodeError> {
-    if let Some(index) = standardization.first_invalid() {
-        return Err(EncodeError::NonFinite { index });
+    check_standardization(standardization)?;
+    if features == 0 || usize::from(features) > I {
+        return Err(EncodeError::FeatureCount {
+            features,
+            inputs: I,
+        });
     }
     if let Some(index) = params.first_non_finite() {
         return Err(EncodeError::NonFinite { index });
@@ -632,9 +706,10 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for FillSeed<'_, T> {
     }
 }
 
-/// Checks the length prefix, checksum and version of `frame` and returns
-/// its header and the payload bytes after it.
-fn open(frame: &[u8]) -> Result<(Header, &[u8]), DecodeError> {
+/// Checks the length prefix against `max_len`, then the checksum and
+/// version of `frame`, and returns its header and the payload bytes after
+/// it.
+fn open(frame: &[u8], max_len: usize) -> Result<(Header, &[u8]), DecodeError> {
     let available = frame.len();
     let (body_len, after_prefix) = match postcard::take_from_bytes::<u32>(frame) {
         Ok(parsed) => parsed,
@@ -650,6 +725,12 @@ fn open(frame: &[u8]) -> Result<(Header, &[u8]), DecodeError> {
     let needed = prefix_len
         .saturating_add(body_len as usize)
         .saturating_add(CRC_LEN);
+    if needed > max_len {
+        return Err(DecodeError::TooLong {
+            claimed: needed,
+            max: max_len,
+        });
+    }
     if available < needed {
         return Err(DecodeError::Truncated { needed, available });
     }
@@ -682,7 +763,7 @@ fn open(frame: &[u8]) -> Result<(Header, &[u8]), DecodeError> {
 /// Reads and checks only the header of `frame`: length, checksum and
 /// version. Use it to route a frame before decoding it.
 pub fn peek_header(frame: &[u8]) -> Result<Header, DecodeError> {
-    open(frame).map(|(header, _)| header)
+    open(frame, usize::MAX).map(|(header, _)| header)
 }
 
 fn read_params<'p, const I: usize, const H1: usize, const H2: usize>(
@@ -735,7 +816,7 @@ pub fn decode<const I: usize, const H1: usize, const H2: usize>(
     frame: &[u8],
     params: &mut Params<I, H1, H2>,
 ) -> Result<Frame<I>, DecodeError> {
-    let (header, payload) = open(frame)?;
+    let (header, payload) = open(frame, frame_capacity::<I, H1, H2>())?;
     let expected = Fingerprint::of::<I, H1, H2>();
     if header.fingerprint != expected {
         return Err(DecodeError::ModelMismatch {
@@ -827,7 +908,10 @@ pub fn decode<const I: usize, const H1: usize, const H2: usize>(
                 return Err(DecodeError::OutOfRange { index });
             }
             if features == 0 || usize::from(features) > I {
-                return Err(DecodeError::OutOfRange { index: 0 });
+                return Err(DecodeError::FeatureCount {
+                    features,
+                    inputs: I,
+                });
             }
             Frame::Model {
                 header,
@@ -850,6 +934,8 @@ pub trait Source {
 
     /// Reads up to `buf.len()` bytes into `buf` and returns how many, or 0
     /// when the stream has ended. Blocks until at least one byte arrives.
+    /// An error may leave the stream inside a frame; [`read_frame`] does
+    /// not resynchronise, so reset the link before reading on.
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error>;
 }
 
@@ -880,8 +966,9 @@ pub enum ReadError<E> {
     /// The transport failed.
     Io(E),
     /// The frame was rejected, as [`decode`] would reject the same bytes.
-    /// The stream is positioned after the frame, or at its end when the
-    /// error is [`DecodeError::Truncated`].
+    /// The stream is positioned after the frame, at its end when the error
+    /// is [`DecodeError::Truncated`], and just after the length prefix
+    /// when it is [`DecodeError::TooLong`] or a malformed prefix.
     Decode(DecodeError),
     /// The working buffer is shorter than [`stream_buffer_len`]; nothing
     /// was read.
@@ -1043,6 +1130,13 @@ pub fn read_frame<S: Source, const I: usize, const H1: usize, const H2: usize>(
         }
     };
     let total = prefix_len.saturating_add(body_len).saturating_add(CRC_LEN);
+    let max = frame_capacity::<I, H1, H2>();
+    if total > max {
+        return Err(ReadError::Decode(DecodeError::TooLong {
+            claimed: total,
+            max,
+        }));
+    }
     incoming.needed = total;
 
     if total <= buffer.len() {
@@ -1229,7 +1323,10 @@ fn finish_long_frame<const I: usize, const H1: usize, const H2: usize>(
                 return Err(DecodeError::OutOfRange { index });
             }
             if leading == 0 || leading as usize > I {
-                return Err(DecodeError::OutOfRange { index: 0 });
+                return Err(DecodeError::FeatureCount {
+                    features: leading as u16,
+                    inputs: I,
+                });
             }
             Ok(Frame::Model {
                 header,
@@ -1325,6 +1422,9 @@ pub fn write_update<W: Sink, const I: usize, const H1: usize, const H2: usize>(
     rows: u32,
     params: &Params<I, H1, H2>,
 ) -> Result<usize, WriteError<W::Error>> {
+    if rows == 0 {
+        return Err(WriteError::Encode(EncodeError::NoRows));
+    }
     let header = Header::new::<I, H1, H2>(FrameKind::Update, round, client);
     write_params_frame(sink, &header, Some(rows), params)
 }

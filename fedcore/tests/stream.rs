@@ -214,7 +214,18 @@ fn wrong_parameter_counts_read_as_they_decode() {
 fn non_finite_and_zero_rows_read_as_they_decode() {
     let mut params: Params<2, 4, 3> = model::glorot_uniform(3);
     let mut buffer = vec![0u8; wire::frame_capacity::<2, 4, 3>()];
-    let len = wire::encode_update(&mut buffer, 1, 1, 0, &params).unwrap();
+    // Encoders refuse 0 rows, so a 1-row update is patched to 0 rows: the
+    // row count is the one-byte varint before the 31 parameters.
+    let len = wire::encode_update(&mut buffer, 1, 1, 1, &params).unwrap();
+    let at = len - 4 - 31 * 4 - 1;
+    assert_eq!(buffer[at], 1);
+    buffer[at] = 0;
+    reseal(&mut buffer[..len]);
+    let mut decoded = Params::<2, 4, 3>::zeros();
+    assert_eq!(
+        wire::decode(&buffer[..len], &mut decoded),
+        Err(DecodeError::NoRows)
+    );
     check_same_as_decode::<2, 4, 3>(&buffer[..len]);
 
     *params.iter_mut().nth(20).unwrap() = 1.0;
@@ -354,4 +365,75 @@ fn written_update_reads_back() {
         matches!(frame, Some(Frame::Update { rows: 640, header }) if header.round == 2 && header.client == 3)
     );
     assert_eq!(got, params);
+}
+
+/// Counts the bytes handed out from an endless stream of zeros.
+struct Endless {
+    given: usize,
+}
+
+impl Source for Endless {
+    type Error = ();
+
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ()> {
+        buf.fill(0);
+        self.given += buf.len();
+        Ok(buf.len())
+    }
+}
+
+#[test]
+fn read_frame_rejects_an_overlong_prefix_before_the_body() {
+    let max = wire::frame_capacity::<20, 64, 32>();
+    // 2^32 - 1 bytes of body, then endless zeros.
+    let prefix = [0xff, 0xff, 0xff, 0xff, 0x0f];
+    let mut params = Params::<20, 64, 32>::zeros();
+    let error = wire::decode(&prefix, &mut params).unwrap_err();
+    assert!(
+        matches!(error, DecodeError::TooLong { max: m, claimed } if m == max && claimed > max),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("resynchronise"));
+
+    let mut stream = prefix.to_vec();
+    stream.resize(100_000, 0);
+    check_same_as_decode::<20, 64, 32>(&stream);
+
+    struct PrefixThenZeros {
+        prefix: &'static [u8],
+        zeros: Endless,
+    }
+    impl Source for PrefixThenZeros {
+        type Error = ();
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, ()> {
+            if let Some((&first, rest)) = self.prefix.split_first() {
+                buf[0] = first;
+                self.prefix = rest;
+                return Ok(1);
+            }
+            self.zeros.read(buf)
+        }
+    }
+    let mut source = PrefixThenZeros {
+        prefix: &[0xff, 0xff, 0xff, 0xff, 0x0f],
+        zeros: Endless { given: 0 },
+    };
+    let mut buffer = vec![0u8; wire::stream_buffer_len::<20, 64, 32>()];
+    let error = wire::read_frame(&mut source, &mut buffer, &mut params).unwrap_err();
+    assert!(matches!(
+        error,
+        ReadError::Decode(DecodeError::TooLong { .. })
+    ));
+    assert_eq!(source.zeros.given, 0, "nothing after the prefix is read");
+
+    // A model frame, the longest kind, still reads.
+    let standardization = Standardization::<20> {
+        mean: [0.0; 20],
+        scale: [1.0; 20],
+    };
+    let model: Params<20, 64, 32> = model::glorot_uniform(1);
+    let mut frame = vec![0u8; max];
+    let len = wire::encode_model(&mut frame, u32::MAX, 20, &standardization, &model).unwrap();
+    assert!(len <= max);
+    check_same_as_decode::<20, 64, 32>(&frame[..len]);
 }

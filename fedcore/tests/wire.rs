@@ -192,6 +192,7 @@ fn every_bit_flip_is_rejected() {
                 matches!(
                     error,
                     DecodeError::Truncated { .. }
+                        | DecodeError::TooLong { .. }
                         | DecodeError::TrailingBytes { .. }
                         | DecodeError::Checksum { .. }
                 ),
@@ -254,8 +255,13 @@ fn non_finite_parameter_is_rejected() {
 
 #[test]
 fn zero_row_update_is_rejected() {
+    // Encoders refuse 0 rows, so the row count of a 1-row update, the
+    // byte after the 1-byte prefix and 7-byte header, is patched to 0.
     let mut buffer = [0u8; 64];
-    let len = wire::encode_update(&mut buffer, 1, 1, 0, &tiny_params()).unwrap();
+    let len = wire::encode_update(&mut buffer, 1, 1, 1, &tiny_params()).unwrap();
+    assert_eq!(buffer[8], 1);
+    buffer[8] = 0;
+    reseal(&mut buffer[..len]);
     let mut params = Params::<1, 1, 1>::zeros();
     assert_eq!(
         wire::decode(&buffer[..len], &mut params).unwrap_err(),
@@ -401,11 +407,16 @@ fn inconsistent_metrics_are_rejected() {
 fn invalid_statistics_are_rejected() {
     let mut buffer = vec![0u8; 256];
     let mut params = Params::<2, 1, 1>::zeros();
+    // Encoders refuse invalid values, so valid frames are patched and
+    // resealed. After the 1-byte prefix and 7-byte header come the means,
+    // then the scales, 8 bytes each: scale 1 is bytes 32 to 39.
     let standardization = Standardization::<2> {
         mean: [0.0, 0.0],
-        scale: [1.0, 0.0],
+        scale: [1.0, 2.0],
     };
     let len = wire::encode_standardize::<2, 1, 1>(&mut buffer, 1, &standardization).unwrap();
+    buffer[32..40].copy_from_slice(&0.0f64.to_le_bytes());
+    reseal(&mut buffer[..len]);
     assert_eq!(
         wire::decode(&buffer[..len], &mut params).unwrap_err(),
         DecodeError::OutOfRange { index: 3 }
@@ -413,10 +424,89 @@ fn invalid_statistics_are_rejected() {
 
     let mut stats = FeatureStats::<2>::default();
     stats.count[0] = 2;
-    stats.m2[0] = -1.0;
+    stats.m2[0] = 1.0;
     let len = wire::encode_feature_stats::<2, 1, 1>(&mut buffer, 1, &stats).unwrap();
+    // Counts take a byte each, then two means: m2[0] is bytes 26 to 33.
+    assert_eq!(&buffer[26..34], &1.0f64.to_le_bytes());
+    buffer[26..34].copy_from_slice(&(-1.0f64).to_le_bytes());
+    reseal(&mut buffer[..len]);
     assert_eq!(
         wire::decode(&buffer[..len], &mut params).unwrap_err(),
         DecodeError::OutOfRange { index: 4 }
     );
+}
+
+#[test]
+fn encoders_refuse_what_every_decoder_rejects() {
+    let mut buffer = vec![0u8; CAPACITY];
+    let params: Params<20, 64, 32> = model::glorot_uniform(4);
+    assert_eq!(
+        wire::encode_update(&mut buffer, 1, 1, 0, &params),
+        Err(EncodeError::NoRows)
+    );
+
+    let mut standardization = Standardization::<20> {
+        mean: [0.0; 20],
+        scale: [1.0; 20],
+    };
+    for features in [0, 21] {
+        let error =
+            wire::encode_model(&mut buffer, 1, features, &standardization, &params).unwrap_err();
+        assert_eq!(
+            error,
+            EncodeError::FeatureCount {
+                features,
+                inputs: 20
+            }
+        );
+        assert!(error.to_string().contains("use 1 to 20"), "{error}");
+    }
+    standardization.scale[0] = 0.0;
+    let error = wire::encode_model(&mut buffer, 1, 20, &standardization, &params).unwrap_err();
+    assert_eq!(error, EncodeError::OutOfRange { index: 20 });
+    assert!(!error.to_string().contains("NaN"), "{error}");
+    assert_eq!(
+        wire::encode_standardize::<20, 64, 32>(&mut buffer, 1, &standardization),
+        Err(EncodeError::OutOfRange { index: 20 })
+    );
+    standardization.scale[0] = f64::NAN;
+    assert_eq!(
+        wire::encode_standardize::<20, 64, 32>(&mut buffer, 1, &standardization),
+        Err(EncodeError::NonFinite { index: 20 })
+    );
+
+    let mut stats = FeatureStats::<20>::default();
+    stats.mean[2] = 1.5;
+    assert_eq!(
+        wire::encode_feature_stats::<20, 64, 32>(&mut buffer, 1, &stats),
+        Err(EncodeError::OutOfRange { index: 22 })
+    );
+}
+
+#[test]
+fn model_frame_with_bad_feature_count_is_rejected() {
+    let mut buffer = vec![0u8; CAPACITY];
+    let params: Params<20, 64, 32> = model::glorot_uniform(4);
+    let standardization = Standardization::<20> {
+        mean: [0.0; 20],
+        scale: [1.0; 20],
+    };
+    let len = wire::encode_model(&mut buffer, 1, 20, &standardization, &params).unwrap();
+    // The feature count is the one-byte varint after the two-byte prefix
+    // and the seven-byte header.
+    let at = 2 + 7;
+    assert_eq!(buffer[at], 20);
+    for features in [0u8, 21] {
+        let mut frame = buffer[..len].to_vec();
+        frame[at] = features;
+        reseal(&mut frame);
+        let mut decoded = Params::<20, 64, 32>::zeros();
+        assert_eq!(
+            wire::decode(&frame, &mut decoded),
+            Err(DecodeError::FeatureCount {
+                features: u16::from(features),
+                inputs: 20
+            })
+        );
+    }
 }

@@ -27,8 +27,8 @@ const EXIT_OUTPUT: u8 = 5;
     about = "Federated learning across hospitals that keep their rows"
 )]
 struct Cli {
-    /// Log more detail to standard error: -v for each phase, -vv for each
-    /// frame exchanged.
+    /// Log more detail to standard error: -v for the comparison's settings
+    /// and duration, -vv for each frame exchanged.
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
 
@@ -287,8 +287,9 @@ struct CompareArgs {
     /// Maximum number of threads that train at once. With 1, the phases run
     /// one after another. With more, the isolated, centralized and
     /// client-dropout phases run beside the federated one. The report, the
-    /// files and the log are the same for every count. [default: the
-    /// number of CPUs this process may use]
+    /// files and the log are the same for every count, apart from the
+    /// duration that -v logs. [default: the number of CPUs this process
+    /// may use]
     #[arg(short = 'j', long, value_name = "COUNT", value_parser = parse_threads)]
     threads: Option<NonZeroUsize>,
 }

@@ -78,7 +78,9 @@ impl fmt::Display for BatchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.update {
             Some(position) => write!(f, "batch update {position}: {}", self.reason),
-            None => write!(f, "empty batch: {}", self.reason),
+            None => f.write_str(
+                "empty batch: there is no mean to write; pass at least one update to average_updates",
+            ),
         }
     }
 }
