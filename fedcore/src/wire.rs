@@ -208,6 +208,11 @@ impl<const INPUTS: usize> Frame<INPUTS> {
 }
 
 /// Why a frame could not be encoded.
+///
+/// The `index` of `NonFinite` and `OutOfRange` counts the values of one
+/// group in wire order: the parameters; the counts, means and sums of
+/// squared deviations of feature statistics; or the means and scales of a
+/// standardisation, also in a model frame. A metrics record gives 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EncodeError {
@@ -218,15 +223,14 @@ pub enum EncodeError {
     },
     /// The payload contains NaN or an infinity, which no receiver accepts.
     NonFinite {
-        /// Index of the first such value, in wire order.
+        /// Index of the first such value; see [`EncodeError`].
         index: usize,
     },
     /// A statistic or standardisation value is finite but outside its
     /// range, as [`DecodeError::OutOfRange`] describes; no receiver
     /// accepts it.
     OutOfRange {
-        /// Index of the first such value, in wire order within its
-        /// statistics or standardisation.
+        /// Index of the first such value; see [`EncodeError`].
         index: usize,
     },
     /// An update claims zero training rows, which no server accepts.
@@ -270,6 +274,11 @@ impl core::error::Error for EncodeError {}
 
 /// Why a frame was rejected. Every variant is reachable from bytes that
 /// arrive from outside; none of them panics.
+///
+/// The `index` of `NonFinite` and `OutOfRange` counts the values of one
+/// group in wire order: the parameters; the counts, means and sums of
+/// squared deviations of feature statistics; or the means and scales of a
+/// standardisation, also in a model frame. A metrics record gives 0.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum DecodeError {
@@ -324,7 +333,7 @@ pub enum DecodeError {
     Malformed,
     /// A float in the payload is NaN or infinite.
     NonFinite {
-        /// Index of the first such value, in wire order within the payload.
+        /// Index of the first such value; see [`DecodeError`].
         index: usize,
     },
     /// An update claims zero training rows.
@@ -343,7 +352,7 @@ pub enum DecodeError {
     /// a scale that is not positive, a count of 0 with a non-zero sum, or a
     /// negative sum of squared deviations.
     OutOfRange {
-        /// Index of the first such value, in wire order within the payload.
+        /// Index of the first such value; see [`DecodeError`].
         index: usize,
     },
 }
@@ -585,8 +594,9 @@ pub fn encode_feature_stats<const I: usize, const H1: usize, const H2: usize>(
     client: u32,
     stats: &FeatureStats<I>,
 ) -> Result<usize, EncodeError> {
+    // The counts come first in wire order and are integers.
     let floats = stats.mean.iter().chain(&stats.m2).copied();
-    check_finite(floats).map_err(|index| EncodeError::NonFinite { index })?;
+    check_finite(floats).map_err(|index| EncodeError::NonFinite { index: I + index })?;
     if let Some(index) = stats.first_invalid() {
         return Err(EncodeError::OutOfRange { index });
     }
@@ -866,8 +876,9 @@ pub fn decode<const I: usize, const H1: usize, const H2: usize>(
             let rest = read_array(payload, &mut stats.count)?;
             let rest = read_array(rest, &mut stats.mean)?;
             expect_end(read_array(rest, &mut stats.m2)?)?;
+            // The counts come first in wire order and are integers.
             let floats = stats.mean.iter().chain(&stats.m2).copied();
-            check_finite(floats).map_err(|index| DecodeError::NonFinite { index })?;
+            check_finite(floats).map_err(|index| DecodeError::NonFinite { index: I + index })?;
             if let Some(index) = stats.first_invalid() {
                 return Err(DecodeError::OutOfRange { index });
             }

@@ -475,11 +475,17 @@ fn encoders_refuse_what_every_decoder_rejects() {
         Err(EncodeError::NonFinite { index: 20 })
     );
 
+    // One field has one index, whichever check fails: counts come first.
     let mut stats = FeatureStats::<20>::default();
     stats.mean[2] = 1.5;
     assert_eq!(
         wire::encode_feature_stats::<20, 64, 32>(&mut buffer, 1, &stats),
         Err(EncodeError::OutOfRange { index: 22 })
+    );
+    stats.mean[2] = f64::NAN;
+    assert_eq!(
+        wire::encode_feature_stats::<20, 64, 32>(&mut buffer, 1, &stats),
+        Err(EncodeError::NonFinite { index: 22 })
     );
 }
 
