@@ -281,10 +281,10 @@ pub trait RowIndex: Copy {
     /// Rows that a buffer of this type can index.
     const MAX_ROWS: usize;
 
-    /// The index of row `row`, which is below [`Self::MAX_ROWS`].
+    /// Returns the index of row `row`, which is below [`Self::MAX_ROWS`].
     fn from_row(row: usize) -> Self;
 
-    /// The row this index names.
+    /// Returns the row this index names.
     fn row(self) -> usize;
 }
 

@@ -48,10 +48,10 @@ const CRC_LEN: usize = 4;
 const MAX_PREFIX_LEN: usize = 5;
 const MAX_HEADER_LEN: usize = 1 + 1 + 3 * 3 + 5 + 5;
 
-/// The frame checksum: CRC-32/ISO-HDLC. `crc32fast` computes it with
-/// carry-less multiplication where the processor has it (detected at run
-/// time with the `std` feature) and with sixteen 1 KiB tables elsewhere;
-/// every path gives the same value.
+/// Computes the frame checksum, CRC-32/ISO-HDLC. `crc32fast` uses
+/// carry-less multiplication where the processor has it, detected at run
+/// time with the `std` feature, and sixteen 1 KiB tables elsewhere. Every
+/// path gives the same value.
 fn checksum(bytes: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(bytes);
@@ -210,9 +210,10 @@ impl<const INPUTS: usize> Frame<INPUTS> {
 /// Why a frame could not be encoded.
 ///
 /// The `index` of `NonFinite` and `OutOfRange` counts the values of one
-/// group in wire order: the parameters; the counts, means and sums of
-/// squared deviations of feature statistics; or the means and scales of a
-/// standardisation, also in a model frame. A metrics record gives 0.
+/// group in wire order. The groups are the parameters, the counts, means
+/// and sums of squared deviations of feature statistics, and the means and
+/// scales of a standardisation, in a model frame too. A metrics record
+/// gives 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EncodeError {
@@ -276,9 +277,10 @@ impl core::error::Error for EncodeError {}
 /// arrive from outside; none of them panics.
 ///
 /// The `index` of `NonFinite` and `OutOfRange` counts the values of one
-/// group in wire order: the parameters; the counts, means and sums of
-/// squared deviations of feature statistics; or the means and scales of a
-/// standardisation, also in a model frame. A metrics record gives 0.
+/// group in wire order. The groups are the parameters, the counts, means
+/// and sums of squared deviations of feature statistics, and the means and
+/// scales of a standardisation, in a model frame too. A metrics record
+/// gives 0.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum DecodeError {
@@ -295,7 +297,7 @@ pub enum DecodeError {
     TooLong {
         /// Bytes the prefix claims, capped at `usize::MAX`.
         claimed: usize,
-        /// The longest frame of this model.
+        /// The maximum frame length of this model, in bytes.
         max: usize,
     },
     /// Bytes follow the checksum.
@@ -417,7 +419,7 @@ impl core::error::Error for DecodeError {}
 /// HIDDEN2 → 1` model.
 pub const fn frame_capacity<const INPUTS: usize, const HIDDEN1: usize, const HIDDEN2: usize>(
 ) -> usize {
-    // The longest frame with parameters is a Model frame.
+    // A Model frame has the maximum length among frames with parameters.
     let model = Params::<INPUTS, HIDDEN1, HIDDEN2>::COUNT * 4 + 3 + INPUTS * 16;
     let model = MAX_PREFIX_LEN + MAX_HEADER_LEN + model + CRC_LEN;
     let others = stream_buffer_len::<INPUTS, HIDDEN1, HIDDEN2>();
@@ -613,7 +615,7 @@ pub fn encode_feature_stats<const I: usize, const H1: usize, const H2: usize>(
     })
 }
 
-/// Refuses a standardisation that no receiver accepts: a NaN or infinite
+/// Rejects a standardisation that no receiver accepts: a NaN or infinite
 /// value, or a scale that is not positive.
 fn check_standardization<const I: usize>(
     standardization: &Standardization<I>,
@@ -937,8 +939,7 @@ pub fn decode<const I: usize, const H1: usize, const H2: usize>(
 // ---------------------------------------------------------------------------
 // Streaming
 
-/// Where [`read_frame`] gets a frame's bytes from: a serial port, a socket
-/// or a slice.
+/// A byte source for [`read_frame`]: a serial port, a socket or a slice.
 pub trait Source {
     /// A failure of the underlying transport.
     type Error;
@@ -971,7 +972,7 @@ impl Source for &[u8] {
     }
 }
 
-/// Why [`read_frame`] returned no frame.
+/// The reason [`read_frame`] returned no frame.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ReadError<E> {
     /// The transport failed.
@@ -986,7 +987,7 @@ pub enum ReadError<E> {
     BufferTooSmall {
         /// Bytes the buffer needs.
         needed: usize,
-        /// Bytes it holds.
+        /// Bytes it has.
         available: usize,
     },
 }
@@ -1004,7 +1005,7 @@ impl<E: fmt::Debug> fmt::Display for ReadError<E> {
     }
 }
 
-/// Why a `write_*` function did not send the whole frame.
+/// The reason a `write_*` function did not send the whole frame.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum WriteError<E> {
     /// The transport failed after part of the frame may have been sent.

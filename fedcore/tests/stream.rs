@@ -131,8 +131,8 @@ fn frames<const I: usize, const H1: usize, const H2: usize>() -> Vec<Vec<u8>> {
     frames
 }
 
-/// Every frame, whole, cut short, with a byte changed, and with changes
-/// that pass the checksum, reads as it decodes.
+/// Checks that every frame reads as it decodes: whole, cut short, with a
+/// byte changed, and with changes that pass the checksum.
 fn check_model<const I: usize, const H1: usize, const H2: usize>(stride: usize) {
     for frame in frames::<I, H1, H2>() {
         check_same_as_decode::<I, H1, H2>(&frame);
@@ -187,12 +187,14 @@ fn stream_buffer_is_small_for_the_default_model() {
 }
 
 /// A frame whose body length was changed and resealed: too few or too
-/// many parameter bytes.
+/// many parameter bytes, or more bytes than any frame of the model has.
 #[test]
 fn wrong_parameter_counts_read_as_they_decode() {
     let frame = &frames::<2, 4, 3>()[2];
-    // The body length is one byte, the body the rest before the CRC.
-    let body = &frame[1..frame.len() - 4];
+    // The body follows the varint length prefix and ends before the CRC.
+    let prefix_len = frame.iter().position(|&byte| byte & 0x80 == 0).unwrap() + 1;
+    let body = &frame[prefix_len..frame.len() - 4];
+    assert_eq!(body[0], wire::VERSION);
     for (drop, add) in [(4, 0), (1, 0), (0, 1), (0, 4), (0, 400)] {
         let mut changed = body[..body.len() - drop].to_vec();
         changed.extend(std::iter::repeat_n(0x7f, add));
@@ -206,15 +208,22 @@ fn wrong_parameter_counts_read_as_they_decode() {
         framed.extend_from_slice(&changed);
         framed.extend_from_slice(&[0; 4]);
         reseal(&mut framed);
+        let mut params = Params::<2, 4, 3>::zeros();
+        let error = wire::decode(&framed, &mut params).unwrap_err();
+        if framed.len() > wire::frame_capacity::<2, 4, 3>() {
+            assert!(matches!(error, DecodeError::TooLong { .. }), "{error:?}");
+        } else {
+            assert_eq!(error, DecodeError::Malformed, "{drop} dropped, {add} added");
+        }
         check_same_as_decode::<2, 4, 3>(&framed);
     }
 }
 
 #[test]
-fn non_finite_and_zero_rows_read_as_they_decode() {
+fn non_finite_and_zero_rows_match_decode() {
     let mut params: Params<2, 4, 3> = model::glorot_uniform(3);
     let mut buffer = vec![0u8; wire::frame_capacity::<2, 4, 3>()];
-    // Encoders refuse 0 rows, so a 1-row update is patched to 0 rows: the
+    // Encoders reject 0 rows, so a 1-row update is patched to 0 rows. The
     // row count is the one-byte varint before the 31 parameters.
     let len = wire::encode_update(&mut buffer, 1, 1, 1, &params).unwrap();
     let at = len - 4 - 31 * 4 - 1;
@@ -230,7 +239,8 @@ fn non_finite_and_zero_rows_read_as_they_decode() {
 
     *params.iter_mut().nth(20).unwrap() = 1.0;
     let len = wire::encode_update(&mut buffer, 1, 1, 5, &params).unwrap();
-    // Parameter 20 starts 4 × 20 bytes before the end of the parameters.
+    // Parameter 20 of 31 starts 4 × 11 bytes before the end of the
+    // parameters, which the 4-byte CRC follows.
     let at = len - 4 - (31 - 20) * 4;
     buffer[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
     reseal(&mut buffer[..len]);
@@ -265,7 +275,7 @@ fn random_bytes_read_as_they_decode() {
 }
 
 #[test]
-fn frames_back_to_back_are_read_one_at_a_time() {
+fn back_to_back_frames_read_in_turn() {
     let all = frames::<20, 64, 32>();
     let joined: Vec<u8> = all.concat();
     let mut source: &[u8] = &joined;
@@ -369,7 +379,7 @@ fn written_update_reads_back() {
 
 /// Counts the bytes handed out from an endless stream of zeros.
 struct Endless {
-    given: usize,
+    bytes_read: usize,
 }
 
 impl Source for Endless {
@@ -377,13 +387,13 @@ impl Source for Endless {
 
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, ()> {
         buf.fill(0);
-        self.given += buf.len();
+        self.bytes_read += buf.len();
         Ok(buf.len())
     }
 }
 
 #[test]
-fn read_frame_rejects_an_overlong_prefix_before_the_body() {
+fn overlong_prefix_rejected_before_body() {
     let max = wire::frame_capacity::<20, 64, 32>();
     // 2^32 - 1 bytes of body, then endless zeros.
     let prefix = [0xff, 0xff, 0xff, 0xff, 0x0f];
@@ -416,7 +426,7 @@ fn read_frame_rejects_an_overlong_prefix_before_the_body() {
     }
     let mut source = PrefixThenZeros {
         prefix: &[0xff, 0xff, 0xff, 0xff, 0x0f],
-        zeros: Endless { given: 0 },
+        zeros: Endless { bytes_read: 0 },
     };
     let mut buffer = vec![0u8; wire::stream_buffer_len::<20, 64, 32>()];
     let error = wire::read_frame(&mut source, &mut buffer, &mut params).unwrap_err();
@@ -424,7 +434,10 @@ fn read_frame_rejects_an_overlong_prefix_before_the_body() {
         error,
         ReadError::Decode(DecodeError::TooLong { .. })
     ));
-    assert_eq!(source.zeros.given, 0, "nothing after the prefix is read");
+    assert_eq!(
+        source.zeros.bytes_read, 0,
+        "nothing after the prefix is read"
+    );
 
     // A model frame, the longest kind, still reads.
     let standardization = Standardization::<20> {

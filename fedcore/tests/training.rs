@@ -396,7 +396,7 @@ fn short_order_buffer_is_an_error() {
 }
 
 #[test]
-fn u16_order_buffer_trains_the_same_bits_as_u32() {
+fn u16_order_matches_u32_bits() {
     let (x, y) = separable(100, 11);
     let data = Dataset::new(&x, &y).unwrap();
     let start = model::glorot_uniform::<4, 8, 4>(3);
@@ -419,7 +419,7 @@ fn u16_order_buffer_trains_the_same_bits_as_u32() {
 }
 
 #[test]
-fn u16_order_buffer_rejects_more_rows_than_it_indexes() {
+fn u16_order_rejects_too_many_rows() {
     let rows = (1 << 16) + 1;
     let x = vec![[0.5f32]; rows];
     let y = vec![1.0f32; rows];

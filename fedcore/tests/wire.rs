@@ -255,7 +255,7 @@ fn non_finite_parameter_is_rejected() {
 
 #[test]
 fn zero_row_update_is_rejected() {
-    // Encoders refuse 0 rows, so the row count of a 1-row update, the
+    // Encoders reject 0 rows, so the row count of a 1-row update, the
     // byte after the 1-byte prefix and 7-byte header, is patched to 0.
     let mut buffer = [0u8; 64];
     let len = wire::encode_update(&mut buffer, 1, 1, 1, &tiny_params()).unwrap();
@@ -407,7 +407,7 @@ fn inconsistent_metrics_are_rejected() {
 fn invalid_statistics_are_rejected() {
     let mut buffer = vec![0u8; 256];
     let mut params = Params::<2, 1, 1>::zeros();
-    // Encoders refuse invalid values, so valid frames are patched and
+    // Encoders reject invalid values, so valid frames are patched and
     // resealed. After the 1-byte prefix and 7-byte header come the means,
     // then the scales, 8 bytes each: scale 1 is bytes 32 to 39.
     let standardization = Standardization::<2> {
@@ -437,7 +437,7 @@ fn invalid_statistics_are_rejected() {
 }
 
 #[test]
-fn encoders_refuse_what_every_decoder_rejects() {
+fn encoders_reject_undecodable_frames() {
     let mut buffer = vec![0u8; CAPACITY];
     let params: Params<20, 64, 32> = model::glorot_uniform(4);
     assert_eq!(

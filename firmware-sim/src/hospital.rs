@@ -35,8 +35,8 @@ use crate::settings::Settings;
 /// Parameters stream between the link and the trainer in pieces.
 pub const BUFFER_LEN: usize = wire::stream_buffer_len::<INPUTS, HIDDEN1, HIDDEN2>();
 
-// The shuffle order holds u16 row indices. Flash could not hold more rows:
-// 65,536 rows of one f64 feature take 512 KiB.
+// The shuffle order contains u16 row indices. Flash has no room for more
+// rows, because 65,536 rows of one f64 feature take 512 KiB.
 const _: () = assert!(TRAIN_ROWS <= 1 << 16);
 
 /// A reason a request got no reply. `E` is the link's I/O error.
@@ -99,7 +99,7 @@ impl<E> From<ReadError<E>> for Failure<E> {
         match error {
             ReadError::Io(error) => Self::Link(error),
             ReadError::Decode(error) => Self::Rejected(error),
-            // BUFFER_LEN is the length read_frame asks for.
+            // BUFFER_LEN is the length that read_frame requires.
             ReadError::BufferTooSmall { .. } => {
                 unreachable!("the frame buffer has wire::stream_buffer_len bytes")
             }
@@ -216,8 +216,8 @@ impl Hospital {
     }
 
     // Each step below is a function of its own that is never inlined, so
-    // that the stack holds the locals of one step at a time: inlined into
-    // one frame, they took about 2 KB more.
+    // the stack contains the locals of one step at a time. Inlined into one
+    // frame, they took about 900 bytes more.
 
     /// Reads a request, writing any parameters into the trainer's.
     #[inline(never)]

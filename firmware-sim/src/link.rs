@@ -4,7 +4,7 @@
 //! with a 4-byte CRC-32, so the reader learns the frame's length from its
 //! first bytes and needs no other delimiter. Frames pass through
 //! [`fedcore::wire::read_frame`] and the `write_*` functions in pieces, so
-//! the device holds no whole frame in RAM.
+//! the device never keeps a whole frame in RAM.
 
 use fedcore::wire::{Sink, Source};
 use semihosting::io::{self, Read as _, Write as _};

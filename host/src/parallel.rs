@@ -104,7 +104,7 @@ impl Write for LogWriter {
     }
 }
 
-/// The number of threads for callers that set none: the
+/// Returns the number of threads for callers that set none: the
 /// parallelism the operating system grants this process, or 1 when it
 /// cannot tell.
 pub fn default_threads() -> NonZeroUsize {

@@ -88,8 +88,8 @@ pub struct Image {
 }
 
 /// Serialises the builds of this process, from writing the CSV files to
-/// copying the image, because they share one cargo target folder. It
-/// holds the number of builds so far, which names each build's folder.
+/// copying the image, because they share one cargo target folder. Its
+/// value is the number of builds so far, which names each build's folder.
 static BUILD_LOCK: Mutex<usize> = Mutex::new(0);
 
 /// A failure to build or start a firmware image.
@@ -233,7 +233,7 @@ impl Firmware {
 
     /// Runs `cargo build --release` for the target in the firmware folder
     /// with `variables`, then copies the image into `folder`. The caller
-    /// holds `BUILD_LOCK`.
+    /// must have locked `BUILD_LOCK`.
     // NOTE: builds share one cargo target folder. BUILD_LOCK serialises
     // builds within this process, but two host processes building at once
     // can each copy the other's image.
